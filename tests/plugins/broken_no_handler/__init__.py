@@ -1,0 +1,1 @@
+"""A plugin without handle_event: loading it must fail cleanly."""

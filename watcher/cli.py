@@ -1,0 +1,215 @@
+"""Command line, logging, signals and the wiring of config → client → informer → dispatcher.
+
+The only module that calls ``sys.exit``: every ``errors.WatcherError`` becomes one line on stderr and
+its documented exit code (README, "Exit codes"); nothing the user can get wrong ends in a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from typing import Any, NoReturn, Optional
+
+import watcher
+from watcher import config, errors, logsetup
+from watcher.client import Client, ResourceInfo, api_path_target
+from watcher.dispatch import Dispatcher, PluginAPI, load
+from watcher.informer import Backoff, Informer, Tuning
+from watcher.metrics import Metrics
+
+logger = logging.getLogger("watcher")
+
+STOP_GRACE = 2.0  # seconds SIGTERM waits for the event in hand before plugins are closed anyway
+
+
+class App:
+    """One watcher: discovery, plugins and the informer, started and stopped as a unit."""
+
+    def __init__(self, settings: config.Settings, *, tuning: Tuning = Tuning(), metrics: Optional[Metrics] = None):
+        self.settings = settings
+        self.tuning = tuning
+        self.metrics = metrics if metrics is not None else Metrics()
+        self.client = Client(settings)
+        self.stop_event = threading.Event()
+        self.informer: Optional[Informer] = None
+        self.dispatcher: Optional[Dispatcher] = None
+
+    def start(self) -> None:
+        """Everything that can fail on bad configuration, before the first event: fail fast, cleanly."""
+        try:
+            info = self._discover()
+            if info is None:  # stopped while waiting for the API server
+                return
+            s = self.settings
+            namespaced = info.namespaced and s.namespaced is not False
+            if namespaced and not s.namespace:
+                raise errors.ConfigError(
+                    f"{info.display} is namespaced: set K8S_NAMESPACE (k8s_namespace), or K8S_NAMESPACED=false "
+                    "to watch all namespaces",
+                    exit_code=errors.EXIT_NAMESPACE,
+                )
+            plugins = load(s)
+            self.dispatcher = Dispatcher.start(plugins, s, PluginAPI(self.client, info), self.metrics)
+            self.informer = Informer(
+                self.client,
+                info,
+                s.namespace if namespaced else None,
+                self.dispatcher,
+                metrics=self.metrics,
+                label_selector=s.label_selector,
+                field_selector=s.field_selector,
+                resync_period=s.resync_period,
+                tuning=self.tuning,
+            )
+            scope = f"namespace {s.namespace}" if namespaced else "all namespaces"
+            logger.info(
+                "Watching %s (%s, kind %s) in %s on %s with plugins %s.",
+                info.display, info.api_version, info.kind, scope, s.endpoint, ", ".join(s.plugins),
+            )
+        except BaseException:
+            self.close()
+            raise
+
+    def _discover(self) -> Optional[ResourceInfo]:
+        """Find the resource; wait out an unreachable API server (pods often start before it answers)."""
+        s = self.settings
+        group, version, openshift_only = s.api_group, s.api_version, s.legacy_oapi
+        if s.api_path:
+            group, version, openshift_only = api_path_target(s.api_path)
+        backoff = Backoff(self.tuning.backoff_initial, self.tuning.backoff_cap)
+        failing = ""
+        while not self.stop_event.is_set():
+            try:
+                return self.client.discover(s.resource, group, version, openshift_only=openshift_only)
+            except errors.Unauthorized as e:
+                if not s.token_file:
+                    raise errors.ConfigError(f"{e}; check K8S_TOKEN", exit_code=errors.EXIT_TOKEN) from None
+                message = f"{e}."
+            except (errors.TransportError, errors.ServerError, errors.Throttled) as e:
+                message = f"{e}."
+            if message != failing:
+                logger.warning("%s Retrying with backoff.", message)
+                failing = message
+            self.stop_event.wait(backoff.next())
+        return None
+
+    def run(self) -> None:
+        """Watch until ``stop()``; the informer never returns on its own."""
+        if self.informer is not None:
+            self.informer.run(self.stop_event)
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        if self.informer is not None:
+            self.informer.interrupt()
+
+    def close(self) -> None:
+        if self.dispatcher is not None:
+            self.dispatcher.close()
+            self.dispatcher = None
+        self.client.close()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="event-watcher",
+        description="Watch one Kubernetes/OpenShift resource and hand every change to a chain of plugins. "
+        "Settings come from environment variables, the ini file, the in-cluster serviceaccount and the "
+        "current kubeconfig context, in that order (see conf/config.ini.sample).",
+        epilog="Exit codes: 0 clean stop, 2 usage or bad configuration, 31 resource missing or unknown, "
+        "32 namespace missing, 33 endpoint missing or invalid, 34 token missing or rejected, 35 plugin "
+        "missing or refused to start.",
+    )
+    parser.add_argument("--config", metavar="FILE", help="ini file with [global] and [plugin_<name>] sections "
+                        "(default: $CONFIG_FILE)")
+    parser.add_argument("--check-config", action="store_true",
+                        help="print the effective settings and where each came from, secrets redacted, and exit")
+    parser.add_argument("--demo", action="store_true",
+                        help="run against an embedded local API server that keeps changing a few routes")
+    parser.add_argument("--log-level", metavar="LEVEL", help="DEBUG, INFO, WARNING or ERROR (overrides LOG_LEVEL)")
+    parser.add_argument("--version", action="version", version=f"event-watcher {watcher.__version__}")
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> NoReturn:
+    args = build_parser().parse_args(argv)
+    sys.exit(_main(args))
+
+
+def _main(args: argparse.Namespace) -> int:
+    logsetup.configure(args.log_level or os.environ.get("LOG_LEVEL") or "INFO", os.environ.get("LOG_FORMAT") or "text")
+    demo = None
+    try:
+        environ: dict[str, str] = dict(os.environ)
+        if args.log_level:
+            environ["LOG_LEVEL"] = args.log_level
+        places: dict[str, str] = {}
+        if args.demo:
+            from watcher import demo as demo_module  # the local API is only imported when asked for
+
+            demo = demo_module.Demo().start()
+            environ, places = demo.environ(environ), demo.places()
+        settings = config.load(environ, args.config, **places)
+        logsetup.configure(settings.log_level, settings.log_format, secrets=lambda: _secrets(settings))
+        for key in settings.unknown_keys:
+            logger.warning("Ignoring unknown setting %r in the config file.", key)
+        if args.check_config:
+            print(config.render(settings))
+            return errors.EXIT_OK
+        return serve(settings, demo=demo)
+    except errors.WatcherError as e:
+        print(f"event-watcher: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        return errors.EXIT_OK
+    finally:
+        if demo is not None:
+            demo.stop()
+
+
+def serve(settings: config.Settings, *, demo: Any = None) -> int:
+    """Run until SIGTERM/SIGINT: the event in hand finishes, plugins close, exit 0."""
+    app = App(settings)
+    threading.current_thread().name = "main"
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        logger.info("Received %s; stopping.", signal.Signals(signum).name)
+        app.stop()
+        if demo is not None:
+            demo.stop_driver()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        app.start()
+        if demo is not None:
+            demo.start_driver()
+        worker = threading.Thread(target=app.run, name="informer", daemon=True)
+        worker.start()
+        while worker.is_alive() and not app.stop_event.is_set():
+            worker.join(0.5)
+        worker.join(STOP_GRACE)
+        if worker.is_alive():
+            logger.warning("A plugin is still busy after %.0f s; closing anyway.", STOP_GRACE)
+        return errors.EXIT_OK
+    finally:
+        app.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _secrets(settings: config.Settings) -> list[str]:
+    """Everything the log must never show, read fresh because token files rotate."""
+    found = [settings.token] if settings.token else []
+    if settings.token_file:
+        try:
+            with open(settings.token_file, encoding="utf-8") as f:
+                found.append(f.read().strip())
+        except OSError:
+            pass
+    return [s for s in found if s]
+

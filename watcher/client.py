@@ -1,0 +1,454 @@
+"""The one HTTP client for the API server: TLS, bearer auth, discovery, LIST, WATCH, GET/PATCH.
+
+Every failure leaves this module as a typed ``errors.APIError`` or ``errors.TransportError`` so that the
+informer decides what to do by type, not by parsing messages. Nothing here retries except the single
+re-read of the token file after a 401: backoff policy belongs to the informer.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import os
+import socket
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import orjson
+import requests
+import urllib3
+from requests.adapters import HTTPAdapter
+
+import watcher
+from watcher import auth, errors
+from watcher.config import Settings
+
+logger = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT = 10.0
+REQUEST_TIMEOUT = 30.0
+READ_SIZE = 65536
+USER_AGENT = f"event-watcher/{watcher.__version__}"
+
+# Keepalive probes find a peer that vanished without a reset (NAT and load balancers drop idle streams
+# silently); the read timeout on the watch catches the rest.
+_KEEPALIVE = [(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)] + [
+    (socket.IPPROTO_TCP, getattr(socket, name), value)
+    for name, value in (("TCP_KEEPIDLE", 30), ("TCP_KEEPINTVL", 10), ("TCP_KEEPCNT", 3))
+    if hasattr(socket, name)
+]
+
+
+class _KeepaliveAdapter(HTTPAdapter):
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["socket_options"] = list(urllib3.connection.HTTPConnection.default_socket_options) + _KEEPALIVE
+        super().init_poolmanager(*args, **kwargs)
+
+
+@dataclass(frozen=True)
+class ResourceInfo:
+    """What discovery tells about the watched resource."""
+
+    group: str  # "" for the core API
+    version: str
+    plural: str
+    kind: str
+    namespaced: bool
+
+    @property
+    def prefix(self) -> str:
+        return f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def display(self) -> str:
+        """``routes.route.openshift.io``, as kubectl and RBAC messages name resources."""
+        return f"{self.plural}.{self.group}" if self.group else self.plural
+
+    def collection_path(self, namespace: Optional[str]) -> str:
+        if self.namespaced and namespace:
+            return f"{self.prefix}/namespaces/{namespace}/{self.plural}"
+        return f"{self.prefix}/{self.plural}"
+
+    def object_path(self, namespace: Optional[str], name: str) -> str:
+        return f"{self.collection_path(namespace)}/{name}"
+
+
+@dataclass(frozen=True)
+class ListResult:
+    items: list[dict[str, Any]]
+    resource_version: str
+
+
+def _retry_after(response: requests.Response) -> Optional[float]:
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value)
+        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+
+
+_STATUS_ERRORS: Mapping[int, type[errors.APIError]] = {
+    401: errors.Unauthorized,
+    403: errors.Forbidden,
+    404: errors.NotFound,
+    409: errors.Conflict,
+    410: errors.Gone,
+    429: errors.Throttled,
+}
+
+
+def error_from_response(response: requests.Response, action: str) -> errors.APIError:
+    """A typed error for a non-2xx answer; ``action`` says what we tried, e.g. ``list routes in demo``."""
+    status = response.status_code
+    try:
+        content = response.content
+    except requests.RequestException:
+        content = b""
+    body = content[:2000].decode("utf-8", "replace")
+    try:
+        payload = orjson.loads(content) if content else {}
+    except orjson.JSONDecodeError:
+        payload = {}
+    message = payload.get("message") if isinstance(payload, dict) else None
+    reason = payload.get("reason", "") if isinstance(payload, dict) else ""
+    detail = message or response.reason or "no message"
+    if status == 403:
+        text = f"Forbidden: the API server refused to {action}: {detail}"
+    elif status == 401:
+        text = f"Unauthorized: the API server rejected the token while trying to {action}"
+    else:
+        text = f"HTTP {status} while trying to {action}: {detail}"
+    cls = _STATUS_ERRORS.get(status, errors.ServerError if status >= 500 else errors.APIError)
+    return cls(status, text, reason=str(reason), body=body, retry_after=_retry_after(response))
+
+
+class WatchResponse:
+    """An open WATCH: decoded body bytes in large blocks, and a way to abort it from another thread."""
+
+    def __init__(self, response: requests.Response) -> None:
+        self._response = response
+        self._raw = response.raw
+
+    def chunks(self) -> Iterator[bytes]:
+        """Body blocks as they arrive. ``read1`` returns what is there, so a trickle is not held back."""
+        read1 = self._raw.read1
+        while True:
+            block = read1(READ_SIZE)
+            if not block:
+                return
+            yield block
+
+    def abort(self) -> None:
+        """Shut the socket down so a blocked read returns at once (used on SIGTERM and lease loss)."""
+        connection = getattr(self._raw, "connection", None)
+        sock = getattr(connection, "sock", None)
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self.close()
+
+    def close(self) -> None:
+        try:
+            self._response.close()
+        except Exception:  # closing a broken stream can raise anything urllib3 can; it is gone either way
+            pass
+
+
+class Client:
+    """The authenticated session. Thread-safe enough for one watch plus plugin GET/PATCH calls."""
+
+    def __init__(self, settings: Settings, token_source: Optional[auth.TokenSource] = None) -> None:
+        self.settings = settings
+        self.base = settings.endpoint.rstrip("/")
+        self.tokens = token_source if token_source is not None else token_source_for(settings)
+        self._tempdir: Optional[tempfile.TemporaryDirectory[str]] = None
+        self.verify = self._verify()
+        self.cert = self._client_cert()
+        self.session = requests.Session()
+        adapter = _KeepaliveAdapter(pool_connections=4, pool_maxsize=8)
+        self.session.mount("https://", adapter)
+        self.session.mount("http://", adapter)
+        self.session.headers["User-Agent"] = USER_AGENT
+        self.session.headers["Accept"] = "application/json"
+
+    # --- TLS material -------------------------------------------------------------------------------
+
+    def _material_file(self, name: str, data: bytes) -> str:
+        """kubeconfig carries CA and client certificates inline; requests wants files (0600, ours)."""
+        if self._tempdir is None:
+            self._tempdir = tempfile.TemporaryDirectory(prefix="event-watcher-")
+        path = os.path.join(self._tempdir.name, name)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        return path
+
+    def _verify(self) -> "str | bool":
+        s = self.settings
+        if s.insecure_skip_tls_verify:
+            logger.warning(
+                "TLS verification of %s is DISABLED (k8s_insecure_skip_tls_verify=true): anyone on the path "
+                "can read the token and forge events. Use k8s_ca instead.",
+                self.base,
+            )
+            return False
+        if s.ca_file:
+            return s.ca_file
+        if s.ca_data:
+            return self._material_file("ca.crt", s.ca_data)
+        return True
+
+    def _client_cert(self) -> "tuple[str, str] | None":
+        s = self.settings
+        cert = s.client_cert_file or (s.client_cert_data and self._material_file("client.crt", s.client_cert_data))
+        key = s.client_key_file or (s.client_key_data and self._material_file("client.key", s.client_key_data))
+        return (cert, key) if cert and key else None
+
+    # --- requests -----------------------------------------------------------------------------------
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        action: str,
+        *,
+        params: Optional[Mapping[str, str]] = None,
+        data: Optional[bytes] = None,
+        content_type: Optional[str] = None,
+        stream: bool = False,
+        read_timeout: float = REQUEST_TIMEOUT,
+    ) -> requests.Response:
+        """One request with the current token; after a 401 re-read the token once and retry."""
+        for attempt in (1, 2):
+            headers = {}
+            token = self.tokens.token()
+            if token:
+                headers["Authorization"] = f"Bearer {token}"
+            if content_type:
+                headers["Content-Type"] = content_type
+            try:
+                # verify= on every call: requests lets REQUESTS_CA_BUNDLE override Session.verify.
+                response = self.session.request(
+                    method,
+                    self.base + path,
+                    params=params,
+                    data=data,
+                    headers=headers,
+                    stream=stream,
+                    verify=self.verify,
+                    cert=self.cert,
+                    timeout=(CONNECT_TIMEOUT, read_timeout),
+                )
+            except requests.exceptions.SSLError as e:
+                raise errors.TransportError(f"TLS error talking to {self.base} while trying to {action}: {_short(e)}") from None
+            except requests.RequestException as e:
+                raise errors.TransportError(f"cannot reach {self.base} to {action}: {_short(e)}") from None
+            if response.status_code == 401 and attempt == 1 and self.tokens.refresh():
+                response.close()
+                continue
+            if response.status_code >= 400:
+                try:
+                    raise error_from_response(response, action)
+                finally:
+                    response.close()
+            return response
+        raise AssertionError("unreachable")
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Optional[Mapping[str, str]] = None,
+        json: Any = None,
+        content_type: Optional[str] = None,
+    ) -> dict[str, Any]:
+        """Any API call that answers one JSON object (leases, other resources); raises typed errors."""
+        data = orjson.dumps(json) if json is not None else None
+        if data is not None and content_type is None:
+            content_type = "application/json"
+        response = self._send(method, path, f"{method} {path}", params=params, data=data, content_type=content_type)
+        if not response.content:
+            return {}
+        try:
+            result = orjson.loads(response.content)
+        except orjson.JSONDecodeError:
+            raise errors.APIError(response.status_code, f"{method} {path} answered something that is not JSON") from None
+        return result if isinstance(result, dict) else {"items": result}
+
+    # --- discovery ----------------------------------------------------------------------------------
+
+    def discover(
+        self, resource: str, group: Optional[str], version: Optional[str], *, openshift_only: bool = False
+    ) -> ResourceInfo:
+        """Find the group, version, kind and scope of a plural resource name (``routes``).
+
+        The core API is searched first, so ``events`` means core ``v1`` events, as with kubectl.
+        """
+        for g, v in self._candidates(group, version, openshift_only):
+            prefix = f"/apis/{g}/{v}" if g else f"/api/{v}"
+            try:
+                listing = self.request("GET", prefix)
+            except errors.NotFound:
+                continue
+            for r in listing.get("resources", []):
+                if r.get("name") == resource:
+                    return ResourceInfo(g, v, resource, str(r.get("kind", "")), bool(r.get("namespaced")))
+        where = f"API group {group!r}" if group else "the core API" if group == "" else "any API group"
+        raise errors.ResourceError(f"resource {resource!r} is not served by {self.base} (looked in {where})")
+
+    def _candidates(self, group: Optional[str], version: Optional[str], openshift_only: bool) -> list[tuple[str, str]]:
+        """(group, version) pairs to look in, in order; only the preferred version unless one is given."""
+        if group is not None and version:
+            return [(group, version)]
+        found: list[tuple[str, str]] = []
+        if group in (None, "") and not openshift_only:
+            core_versions = self.request("GET", "/api").get("versions") or []
+            core = version or (core_versions[0] if core_versions else None)
+            if core:
+                found.append(("", core))
+        if group != "":
+            for g in self.request("GET", "/apis").get("groups") or []:
+                name = str(g.get("name", ""))
+                if (group is not None and name != group) or (openshift_only and not name.endswith(".openshift.io")):
+                    continue
+                versions = [str(v.get("version")) for v in g.get("versions") or []]
+                preferred = (g.get("preferredVersion") or {}).get("version")
+                chosen = version if version else preferred
+                if chosen and (chosen in versions or not version):
+                    found.append((name, str(chosen)))
+        return found
+
+    # --- list / watch / get / patch -----------------------------------------------------------------
+
+    def list(
+        self,
+        info: ResourceInfo,
+        namespace: Optional[str],
+        *,
+        label_selector: Optional[str] = None,
+        field_selector: Optional[str] = None,
+        limit: int = 500,
+    ) -> ListResult:
+        """All pages of a LIST; a continue token that expired mid-way raises ``errors.Gone``."""
+        path = info.collection_path(namespace)
+        action = f"list {info.display}" + (f" in namespace {namespace}" if info.namespaced and namespace else "")
+        params = _selectors(label_selector, field_selector)
+        params["limit"] = str(limit)
+        items: list[dict[str, Any]] = []
+        while True:
+            response = self._send("GET", path, action, params=params)
+            try:
+                page = orjson.loads(response.content)
+            except orjson.JSONDecodeError:
+                raise errors.APIError(response.status_code, f"the answer to {action} is not JSON") from None
+            items.extend(page.get("items") or [])
+            meta = page.get("metadata") or {}
+            token = meta.get("continue")
+            if not token:
+                return ListResult(items, str(meta.get("resourceVersion", "")))
+            params["continue"] = token
+
+    def watch(
+        self,
+        info: ResourceInfo,
+        namespace: Optional[str],
+        resource_version: str,
+        *,
+        timeout_seconds: int,
+        read_timeout: float,
+        label_selector: Optional[str] = None,
+        field_selector: Optional[str] = None,
+    ) -> WatchResponse:
+        """Open a WATCH from ``resource_version``; the body is read by the caller as a byte stream."""
+        params = _selectors(label_selector, field_selector)
+        params.update(
+            watch="true",
+            allowWatchBookmarks="true",
+            timeoutSeconds=str(timeout_seconds),
+            resourceVersion=resource_version,
+        )
+        action = f"watch {info.display}" + (f" in namespace {namespace}" if info.namespaced and namespace else "")
+        response = self._send(
+            "GET", info.collection_path(namespace), action, params=params, stream=True, read_timeout=read_timeout
+        )
+        return WatchResponse(response)
+
+    def get(self, info: ResourceInfo, namespace: Optional[str], name: str) -> dict[str, Any]:
+        return self.request("GET", info.object_path(namespace, name))
+
+    def patch(self, info: ResourceInfo, namespace: Optional[str], name: str, merge_patch: Mapping[str, Any]) -> dict[str, Any]:
+        return self.request(
+            "PATCH", info.object_path(namespace, name), json=merge_patch, content_type="application/merge-patch+json"
+        )
+
+    def close(self) -> None:
+        self.session.close()
+        if self._tempdir is not None:
+            self._tempdir.cleanup()
+            self._tempdir = None
+
+
+_PRECEDENCE = ("env", "ini", "serviceaccount", "kubeconfig", "default")
+
+
+def api_path_target(path: str) -> tuple[Optional[str], Optional[str], bool]:
+    """The seed's K8S_API_PATH → (group, version, openshift_only) for discovery.
+
+    ``/api/v1`` and ``/apis/<group>/<version>`` name the API directly (anything after it, such as
+    ``/namespaces/x/routes``, is ignored: the resource and namespace have their own settings); the removed
+    ``/oapi/v1`` of OpenShift 3 means "whichever ``*.openshift.io`` group serves the resource now".
+    """
+    parts = [p for p in path.split("/") if p]
+    if parts[:1] == ["oapi"]:
+        return None, None, True
+    if parts[:1] == ["api"] and len(parts) >= 2:
+        return "", parts[1], False
+    if parts[:1] == ["apis"] and len(parts) >= 3:
+        return parts[1], parts[2], False
+    raise errors.ResourceError(f"k8s_api_path {path!r} is not /api/<version>, /apis/<group>/<version> or /oapi/v1")
+
+
+def token_source_for(settings: Settings) -> auth.TokenSource:
+    """The token file when it comes from a source at least as strong as the literal token's."""
+
+    def rank(key: str) -> int:
+        source = settings.sources.get(key, "default")
+        return _PRECEDENCE.index(source) if source in _PRECEDENCE else len(_PRECEDENCE)
+
+    if settings.token_file and (not settings.token or rank("token_file") <= rank("token")):
+        return auth.FileToken(settings.token_file)
+    if settings.token:
+        return auth.StaticToken(settings.token)
+    return auth.NoToken()
+
+
+def _selectors(label_selector: Optional[str], field_selector: Optional[str]) -> dict[str, str]:
+    params: dict[str, str] = {}
+    if label_selector:
+        params["labelSelector"] = label_selector
+    if field_selector:
+        params["fieldSelector"] = field_selector
+    return params
+
+
+def _short(exc: BaseException) -> str:
+    """One line out of the nested reprs urllib3 builds (``HTTPSConnectionPool(...): Max retries ...``)."""
+    text = str(exc)
+    for marker in ("Caused by ", "(Caused by"):
+        if marker in text:
+            text = text.split(marker, 1)[1]
+    text = text.strip("()' ")
+    return text[:300]

@@ -1,0 +1,246 @@
+"""The plugin chain: find plugins by name, check their contract at load time, call them in order.
+
+A plugin is a directory with ``__init__.py`` defining ``handle_event(watcher, event, config)``; it may
+define ``init(watcher, config)`` and ``close()``. Plugins are searched in ``plugin_path``, then in the
+built-in ``plugins/``, then among installed distributions' ``event_watcher.plugins`` entry points. One
+plugin raising never stops the others or the watch: it is logged with the event's identity and counted.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import inspect
+import logging
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Callable, Optional
+
+from watcher import errors
+from watcher.client import Client, ResourceInfo
+from watcher.config import Settings
+from watcher.metrics import Metrics, PluginMetrics
+
+logger = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "event_watcher.plugins"
+_PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def builtin_dirs() -> list[Path]:
+    """``plugins/`` beside the package in a source checkout; ``watcher/builtin_plugins`` when installed."""
+    checkout = _PACKAGE_DIR.parent
+    dirs = []
+    if (checkout / "watch.py").is_file() and (checkout / "plugins").is_dir():
+        dirs.append(checkout / "plugins")
+    if (_PACKAGE_DIR / "builtin_plugins").is_dir():
+        dirs.append(_PACKAGE_DIR / "builtin_plugins")
+    return dirs
+
+
+class PluginAPI:
+    """What plugins use to read and change the watched resource, through the daemon's own session."""
+
+    def __init__(self, client: Client, info: ResourceInfo) -> None:
+        self._client = client
+        self.resource = info
+
+    def get(self, namespace: Optional[str], name: str) -> dict[str, Any]:
+        return self._client.get(self.resource, namespace, name)
+
+    def patch(self, namespace: Optional[str], name: str, merge_patch: Mapping[str, Any]) -> dict[str, Any]:
+        """JSON merge patch (RFC 7386) of one object of the watched resource."""
+        return self._client.patch(self.resource, namespace, name, merge_patch)
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Optional[Mapping[str, str]] = None,
+        json: Any = None,
+        content_type: Optional[str] = None,
+    ) -> dict[str, Any]:
+        """Any other API call, for plugins that touch more than the watched resource."""
+        return self._client.request(method, path, params=params, json=json, content_type=content_type)
+
+
+@dataclass(frozen=True)
+class PluginContext:
+    """The ``watcher`` argument plugins receive: the seed's ``.config`` plus ``.logger`` and ``.api``."""
+
+    name: str
+    config: Settings
+    logger: logging.Logger
+    api: Optional[PluginAPI]
+
+
+@dataclass
+class Plugin:
+    name: str
+    module: ModuleType
+    origin: str
+    config: Mapping[str, str]
+    handle: Callable[..., Any] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.handle = self.module.handle_event
+
+
+def _load_from_dir(name: str, directory: Path) -> ModuleType:
+    """Import ``directory`` as a package under a private name, so relative imports inside it work."""
+    module_name = f"event_watcher_plugin_{name}"
+    spec = importlib.util.spec_from_file_location(
+        module_name, directory / "__init__.py", submodule_search_locations=[str(directory)]
+    )
+    if spec is None or spec.loader is None:
+        raise errors.PluginError(f"plugin {name!r}: cannot import {directory}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as e:
+        del sys.modules[module_name]
+        raise errors.PluginError(f"plugin {name!r} failed to import from {directory}: {type(e).__name__}: {e}") from e
+    return module
+
+
+def find(name: str, plugin_path: Sequence[str]) -> tuple[ModuleType, str]:
+    """The plugin's module and where it came from; ``PluginError`` listing every place looked."""
+    looked: list[str] = []
+    for base in [Path(p) for p in plugin_path] + builtin_dirs():
+        for dirname in (name, f"plugin_{name}"):
+            candidate = base / dirname
+            looked.append(str(candidate))
+            if (candidate / "__init__.py").is_file():
+                return _load_from_dir(name, candidate), str(candidate)
+    for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if entry.name == name:
+            try:
+                return entry.load(), f"entry point {entry.value}"
+            except Exception as e:
+                raise errors.PluginError(f"plugin {name!r}: entry point {entry.value} failed to load: {e}") from e
+    looked.append(f"entry points in group {ENTRY_POINT_GROUP!r}")
+    raise errors.PluginError(f"plugin {name!r} not found; looked in: {', '.join(looked)}")
+
+
+def _check_contract(name: str, module: ModuleType, origin: str) -> None:
+    """Refuse a plugin at load time, not at its first event (pluggy's lesson)."""
+    handle = getattr(module, "handle_event", None)
+    if not callable(handle):
+        raise errors.PluginError(f"plugin {name!r} ({origin}) has no callable handle_event(watcher, event, config)")
+    try:
+        inspect.signature(handle).bind(None, None, None)
+    except TypeError:
+        raise errors.PluginError(
+            f"plugin {name!r} ({origin}): handle_event{inspect.signature(handle)} cannot be called as "
+            "handle_event(watcher, event, config)"
+        ) from None
+    for optional, args in (("init", 2), ("close", 0)):
+        hook = getattr(module, optional, None)
+        if hook is None:
+            continue
+        try:
+            inspect.signature(hook).bind(*([None] * args))
+        except (TypeError, ValueError):
+            raise errors.PluginError(f"plugin {name!r} ({origin}): {optional}() must take {args} arguments") from None
+
+
+def load(settings: Settings) -> list[Plugin]:
+    plugins = []
+    for name in settings.plugins:
+        module, origin = find(name, settings.plugin_path)
+        _check_contract(name, module, origin)
+        plugins.append(Plugin(name, module, origin, settings.plugin_config(name)))
+        logger.info("Loaded plugin %s from %s.", name, origin)
+    return plugins
+
+
+class Dispatcher:
+    """Calls every plugin, in order, for every event; isolates and counts their failures."""
+
+    def __init__(self, plugins: Sequence[Plugin], contexts: Sequence[PluginContext], metrics: Metrics) -> None:
+        self.chain: list[tuple[Plugin, PluginContext, PluginMetrics]] = [
+            (plugin, context, metrics.plugin(plugin.name)) for plugin, context in zip(plugins, contexts)
+        ]
+        self.failures = 0
+
+    @classmethod
+    def start(cls, plugins: Sequence[Plugin], settings: Settings, api: Optional[PluginAPI], metrics: Metrics) -> Dispatcher:
+        """Give each plugin its context and run its ``init``; a refusal is a clean startup error."""
+        contexts = []
+        started: list[Plugin] = []
+        for plugin in plugins:
+            context = PluginContext(plugin.name, settings, logging.getLogger(f"plugins.{plugin.name}"), api)
+            init = getattr(plugin.module, "init", None)
+            if init is not None:
+                try:
+                    init(context, plugin.config)
+                except Exception as e:
+                    _close_all(started)
+                    detail = str(e) or type(e).__name__
+                    raise errors.PluginError(f"plugin {plugin.name!r} refused to start: {detail}") from e
+            started.append(plugin)
+            contexts.append(context)
+        return cls(plugins, contexts, metrics)
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        for plugin, context, metrics in self.chain:
+            started = time.perf_counter()
+            try:
+                result = plugin.handle(context, event, plugin.config)
+            except Exception:
+                self.failures += 1
+                metrics.failed.inc()
+                context.logger.exception(
+                    "Plugin %s failed on %s %s.", plugin.name, event.get("type"), _identity(event.get("object"))
+                )
+                continue
+            finally:
+                metrics.duration.observe(time.perf_counter() - started)
+            metrics.handled.inc()
+            if result is not None:
+                _log_result(context.logger, plugin.name, result)
+
+    def close(self) -> None:
+        _close_all(plugin for plugin, _, _ in self.chain)
+
+
+def _close_all(plugins: Any) -> None:
+    for plugin in plugins:
+        close = getattr(plugin.module, "close", None)
+        if close is None:
+            continue
+        try:
+            close()
+        except Exception:
+            logger.exception("Plugin %s failed to close.", plugin.name)
+
+
+def _identity(obj: Any) -> str:
+    """``Route demo/web``: enough to find the object, without logging it (routes carry private keys)."""
+    if not isinstance(obj, dict):
+        return "<no object>"
+    meta = obj.get("metadata") or {}
+    namespace = meta.get("namespace")
+    name = meta.get("name", "?")
+    return f"{obj.get('kind', '?')} {namespace + '/' if namespace else ''}{name} (resourceVersion {meta.get('resourceVersion')})"
+
+
+def _log_result(plugin_logger: logging.Logger, name: str, result: Any) -> None:
+    """Plugins return ``(message, level)`` as in the seed; the level may be a name or a number."""
+    try:
+        message, level = result
+    except (TypeError, ValueError):
+        plugin_logger.warning("Plugin %s returned %r, not (message, level) or None.", name, type(result).__name__)
+        return
+    if isinstance(level, str):
+        level = logging.getLevelName(level.upper())
+    if not isinstance(level, int):
+        level = logging.INFO
+    if plugin_logger.isEnabledFor(level):
+        plugin_logger.log(level, "%s", message)
