@@ -15,6 +15,7 @@ import base64
 import binascii
 import ipaddress
 import logging
+import os
 import re
 import socket
 import time
@@ -511,14 +512,15 @@ def _bind(function: Callable[..., T], *args: object) -> Callable[[], T]:
 
 
 def _servers_from_resolv_conf(path: str, timeout: float) -> list[DNSServer]:
+    if not os.path.isfile(path):
+        raise ValueError(f"resolv_conf {path!r} does not exist.")
     try:
         resolver = dns.resolver.Resolver(filename=path, configure=True)
+    except dns.resolver.NoResolverConfiguration:
+        raise ValueError(f"resolv_conf {path!r} lists no nameserver.") from None
     except (OSError, dns.exception.DNSException) as e:
         raise ValueError(f"resolv_conf {path!r} cannot be used: {e}") from None
-    servers = [DNSServer(host=str(ns), port=resolver.port, timeout=timeout) for ns in resolver.nameservers]
-    if not servers:
-        raise ValueError(f"resolv_conf {path!r} lists no nameserver.")
-    return servers
+    return [DNSServer(host=str(ns), port=resolver.port, timeout=timeout) for ns in resolver.nameservers]
 
 
 def _walk_soa(fqdn: dns.name.Name, server: DNSServer, recursive: bool) -> str:
@@ -581,7 +583,10 @@ class Updater:
         self.retry = retry
 
     def new_update(self) -> dns.update.UpdateMessage:
-        """An empty update for the zone, signed with the key when there is one."""
+        """An empty update for the zone, signed with the key when there is one.
+
+        Give it names from :meth:`name` (absolute): dnspython reads a plain string as relative to the zone.
+        """
         key = self.server.key
         if key is None:
             return dns.update.UpdateMessage(self.zone)
