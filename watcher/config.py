@@ -1,0 +1,942 @@
+"""The settings: one frozen object, built once at start by the pure function ``load``.
+
+Every value has exactly one source, highest first: environment variables, the ini file's
+``[global]`` section, the in-cluster serviceaccount files, the current kubeconfig context, then the
+defaults. ``KEYS`` is the single table of settings (env var, ini key, parser, default, doc); the
+README and ``conf/config.ini.sample`` are checked against it by a test.
+
+Two groups move together instead of key by key, because mixing layers there would be wrong:
+- credentials (token, token file, client certificate/key): the highest layer that has any of them
+  supplies all of them, so an explicit ``K8S_TOKEN`` is never sent alongside a kubeconfig client
+  certificate that the API server would prefer;
+- the CA (file or inline data): the highest layer that has one supplies it.
+The kubeconfig's ``insecure-skip-tls-verify`` only applies when the endpoint also comes from that
+kubeconfig: it was a decision about that server, not about whatever ``K8S_API_ENDPOINT`` says.
+
+``load`` reports every problem at once (``errors.ConfigError`` with ``(exit_code, message)`` pairs,
+the most specific first) so a user fixes a bad config in one go. No message ever contains a token.
+"""
+
+from __future__ import annotations
+
+import configparser
+import ipaddress
+import math
+import os
+import re
+import types
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Optional
+from urllib.parse import urlsplit
+
+from watcher import errors, kubeconfig
+
+SERVICEACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+CONFIG_FILE_ENV = "CONFIG_FILE"
+GLOBAL_SECTION = "global"
+PLUGIN_SECTION_PREFIX = "plugin_"
+ENV_REFERENCE_PREFIX = "$env:"
+REDACTED = "<redacted>"
+SOURCES = ("env", "ini", "serviceaccount", "kubeconfig", "default")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_FORMATS = ("text", "json")
+# Plugin keys whose values are hidden by ``render``: they hold passwords, TSIG secrets, API keys.
+SECRET_WORDS = ("password", "secret", "token", "key")
+
+_TRUE = frozenset({"true", "yes", "1", "on"})
+_FALSE = frozenset({"false", "no", "0", "off"})
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_HOSTNAME = re.compile(
+    r"^[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?(\.[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?)*\.?$"
+)
+_PLUGIN_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+_MAX_SHOWN = 80  # a bad value is quoted in its error message, cut to this many characters
+
+
+def parse_bool(value: str, key: str) -> bool:
+    """true/false/yes/no/1/0/on/off in any case; anything else is a ValueError naming ``key``."""
+    word = value.strip().lower()
+    if word in _TRUE:
+        return True
+    if word in _FALSE:
+        return False
+    raise ValueError(f"{key}: expected true or false, got {_shown(value)}")
+
+
+def _shown(value: str) -> str:
+    """A bad (non-secret) value as quoted in a message: repr'd so it stays on one line, and cut short."""
+    if len(value) > _MAX_SHOWN:
+        return repr(value[:_MAX_SHOWN]) + "..."
+    return repr(value)
+
+
+# --- parsers: (raw string, label for messages) -> value; ValueError carries the whole message -------
+
+
+def _text(value: str, label: str) -> str:
+    return value.strip()
+
+
+def _token(value: str, label: str) -> str:
+    token = value.strip()
+    # The value itself is never quoted: it is a secret.
+    if any(c.isspace() or not c.isprintable() for c in token):
+        raise ValueError(f"{label}: the token contains whitespace or control characters")
+    return token
+
+
+def _path(value: str, label: str) -> str:
+    path = value.strip()
+    if "\0" in path:
+        raise ValueError(f"{label}: a path cannot contain a NUL character")
+    return path
+
+
+def normalize_endpoint(value: str) -> str:
+    """``host:port``, ``https://host:port[/prefix]`` or ``http://...`` -> ``scheme://host:port[/prefix]``.
+
+    Raises ValueError with the reason (not the value) when it is not a usable API server address.
+    """
+    text = value.strip()
+    if not text:
+        raise ValueError("it is empty")
+    if "://" not in text:
+        text = "https://" + text
+    parts = urlsplit(text)
+    scheme = parts.scheme.lower()
+    if scheme not in ("https", "http"):
+        raise ValueError(f"the scheme must be https or http, not {scheme or 'empty'}")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("credentials do not belong in the endpoint")
+    if parts.query or parts.fragment:
+        raise ValueError("the endpoint cannot have a query or fragment")
+    host = parts.hostname
+    if not host:
+        raise ValueError("it has no host name")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError("the port must be a number from 1 to 65535") from None
+    if port == 0:
+        raise ValueError("the port must be a number from 1 to 65535")
+    if ":" in host or parts.netloc.startswith("["):
+        try:
+            ipaddress.IPv6Address(host.split("%", 1)[0])
+        except ValueError:
+            raise ValueError(f"{host!r} is not an IPv6 address") from None
+        host = f"[{host}]"
+    elif not _HOSTNAME.match(host):
+        raise ValueError(f"{host!r} is not a host name or address")
+    if port is None:
+        port = 443 if scheme == "https" else 80
+    path = parts.path.rstrip("/")
+    if any(c.isspace() for c in path):
+        raise ValueError("the path cannot contain whitespace")
+    return f"{scheme}://{host}:{port}{path}"
+
+
+def _endpoint(value: str, label: str) -> str:
+    try:
+        return normalize_endpoint(value)
+    except ValueError as e:
+        raise ValueError(f"{label}: {_shown(value.strip())} is not a valid API endpoint: {e}") from None
+
+
+def _namespace(value: str, label: str) -> str:
+    name = value.strip()
+    if len(name) > 63 or not _DNS_LABEL.match(name):
+        raise ValueError(
+            f"{label}: {_shown(name)} is not a valid namespace (lower-case letters, digits and '-', "
+            "at most 63 characters)"
+        )
+    return name
+
+
+def _optional_bool(value: str, label: str) -> Optional[bool]:
+    return parse_bool(value, label)
+
+
+def _bool(value: str, label: str) -> bool:
+    return parse_bool(value, label)
+
+
+def _resource(value: str, label: str) -> str:
+    name = value.strip()
+    plural = name.split(".", 1)[0]
+    group = name.split(".", 1)[1] if "." in name else ""
+    if not _DNS_LABEL.match(plural) or (group and not _DNS_SUBDOMAIN.match(group)):
+        raise ValueError(
+            f"{label}: {_shown(name)} is not a resource name; give the lower-case plural such as routes, "
+            "optionally with its group as in routes.route.openshift.io"
+        )
+    return name
+
+
+def _api_group(value: str, label: str) -> str:
+    group = value.strip()
+    if group.lower() in ("api", "oapi", "core"):
+        return group.lower()
+    if not _DNS_SUBDOMAIN.match(group):
+        raise ValueError(f"{label}: {_shown(group)} is not an API group such as route.openshift.io")
+    return group
+
+
+def _api_version(value: str, label: str) -> str:
+    version = value.strip()
+    if not _DNS_LABEL.match(version):
+        raise ValueError(f"{label}: {_shown(version)} is not an API version such as v1")
+    return version
+
+
+def _api_path(value: str, label: str) -> str:
+    path = value.strip()
+    if any(c.isspace() or not c.isprintable() for c in path) or "?" in path or "#" in path:
+        raise ValueError(f"{label}: {_shown(path)} is not a URL path such as /apis/route.openshift.io/v1")
+    return "/" + path.strip("/")
+
+
+def _plugins(value: str, label: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in value.split(",") if name.strip())
+    if not names:
+        raise ValueError(f"{label}: no plugin named in {_shown(value)}")
+    bad = [name for name in names if not _PLUGIN_NAME.match(name)]
+    if bad:
+        raise ValueError(f"{label}: {_shown(bad[0])} is not a plugin name")
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise ValueError(f"{label}: plugin {duplicates[0]!r} is listed twice")
+    return names
+
+
+def _plugin_path(value: str, label: str) -> tuple[str, ...]:
+    return tuple(_path(entry, label) for entry in value.split(os.pathsep) if entry.strip())
+
+
+def _seconds(value: str, label: str) -> float:
+    try:
+        seconds = float(value.strip())
+    except ValueError:
+        raise ValueError(f"{label}: expected a number of seconds, got {_shown(value)}") from None
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"{label}: expected a number of seconds >= 0, got {_shown(value)}")
+    return seconds
+
+
+def _log_level(value: str, label: str) -> str:
+    level = value.strip().upper()
+    if level == "WARN":
+        level = "WARNING"
+    if level not in LOG_LEVELS:
+        raise ValueError(f"{label}: expected one of {', '.join(LOG_LEVELS)}, got {_shown(value)}")
+    return level
+
+
+def _log_format(value: str, label: str) -> str:
+    fmt = value.strip().lower()
+    if fmt not in LOG_FORMATS:
+        raise ValueError(f"{label}: expected text or json, got {_shown(value)}")
+    return fmt
+
+
+def _port(value: str, label: str) -> int:
+    try:
+        port = int(value.strip())
+    except ValueError:
+        raise ValueError(f"{label}: expected a port number from 0 to 65535, got {_shown(value)}") from None
+    if not 0 <= port <= 65535:
+        raise ValueError(f"{label}: expected a port number from 0 to 65535, got {_shown(value)}")
+    return port
+
+
+def _lease_name(value: str, label: str) -> str:
+    name = value.strip()
+    if len(name) > 253 or not _DNS_SUBDOMAIN.match(name):
+        raise ValueError(f"{label}: {_shown(name)} is not a valid Lease name (lower-case, digits, '-', '.')")
+    return name
+
+
+# --- the table ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Key:
+    """One setting: where it is read from, how it is parsed, what it defaults to, and why."""
+
+    name: str  # the Settings field
+    env: str
+    ini: str
+    parse: Callable[[str, str], Any]
+    default: Any
+    doc: str
+    secret: bool = False
+    exit_code: int = errors.EXIT_USAGE  # for an invalid value
+
+
+# fmt: off
+KEYS: tuple[Key, ...] = (
+    Key("endpoint", "K8S_API_ENDPOINT", "k8s_api_endpoint", _endpoint, None,
+        "API server, host:port or https://host:port; default: in a pod KUBERNETES_SERVICE_HOST/PORT, "
+        "else the kubeconfig server", exit_code=errors.EXIT_ENDPOINT),
+    Key("token", "K8S_TOKEN", "k8s_token", _token, None,
+        "bearer token (oc whoami -t)", secret=True, exit_code=errors.EXIT_TOKEN),
+    Key("token_file", "K8S_TOKEN_FILE", "k8s_token_file", _path, None,
+        "token file, re-read on 401 and every minute; default: the serviceaccount token",
+        exit_code=errors.EXIT_TOKEN),
+    Key("ca_file", "K8S_CA", "k8s_ca", _path, None,
+        "CA bundle; default: serviceaccount ca.crt, else the kubeconfig CA, else system trust"),
+    Key("namespace", "K8S_NAMESPACE", "k8s_namespace", _namespace, None,
+        "namespace to watch; default: the serviceaccount namespace, else the kubeconfig context's",
+        exit_code=errors.EXIT_NAMESPACE),
+    Key("namespaced", "K8S_NAMESPACED", "k8s_namespaced", _optional_bool, None,
+        "false watches across all namespaces; default: from discovery"),
+    Key("resource", "K8S_RESOURCE", "k8s_resource", _resource, None,
+        "plural resource name such as routes, services, events; required",
+        exit_code=errors.EXIT_RESOURCE),
+    Key("api_group", "K8S_API_GROUP", "k8s_api_group", _api_group, None,
+        "API group such as route.openshift.io; default: discovered (the legacy api and oapi work)"),
+    Key("api_version", "K8S_API_VERSION", "k8s_api_version", _api_version, None,
+        "API version such as v1; default: discovered"),
+    Key("api_path", "K8S_API_PATH", "k8s_api_path", _api_path, None,
+        "full API path override, as in the 2017 original"),
+    Key("label_selector", "K8S_LABEL_SELECTOR", "k8s_label_selector", _text, None,
+        "label selector passed to LIST and WATCH"),
+    Key("field_selector", "K8S_FIELD_SELECTOR", "k8s_field_selector", _text, None,
+        "field selector passed to LIST and WATCH"),
+    Key("insecure_skip_tls_verify", "K8S_INSECURE_SKIP_TLS_VERIFY", "k8s_insecure_skip_tls_verify",
+        _bool, False, "skip TLS verification: explicit opt-in only, never a fallback"),
+    Key("plugins", "WATCHER_PLUGIN", "watcher_plugin", _plugins, ("simple",),
+        "comma-separated plugin chain, run in order"),
+    Key("plugin_path", "WATCHER_PLUGIN_PATH", "plugin_path", _plugin_path, (),
+        "extra plugin directories (os.pathsep-separated), searched before the built-in plugins"),
+    Key("resync_period", "WATCHER_RESYNC_PERIOD", "resync_period", _seconds, 0.0,
+        "seconds; > 0 re-delivers every cached object as MODIFIED that often; 0 disables"),
+    Key("log_level", "LOG_LEVEL", "log_level", _log_level, "INFO",
+        "DEBUG, INFO, WARNING, ERROR or CRITICAL"),
+    Key("log_format", "LOG_FORMAT", "log_format", _log_format, "text",
+        "text, or json for one JSON object per line"),
+    Key("metrics_port", "WATCHER_METRICS_PORT", "metrics_port", _port, 8080,
+        "port of the /metrics and health endpoints; 0 disables"),
+    Key("leader_election", "WATCHER_LEADER_ELECTION", "leader_election", _bool, False,
+        "true: only the replica holding the Lease watches"),
+    Key("leader_election_name", "WATCHER_LEADER_ELECTION_NAME", "leader_election_name", _lease_name,
+        "event-watcher", "name of the Lease used for leader election"),
+)
+# fmt: on
+_BY_NAME = {key.name: key for key in KEYS}
+_BY_INI = {key.ini: key for key in KEYS}
+# Fields that come in a group from one layer (see the module docstring).
+_CREDENTIALS = (
+    "token",
+    "token_file",
+    "client_cert_file",
+    "client_cert_data",
+    "client_key_file",
+    "client_key_data",
+)
+_CA = ("ca_file", "ca_data")
+
+
+# --- the settings object -----------------------------------------------------------------------------
+
+
+_EMPTY: Mapping[str, str] = types.MappingProxyType({})
+_NO_SECTIONS: Mapping[str, Mapping[str, str]] = types.MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the daemon needs, validated; secrets are kept out of ``repr``."""
+
+    endpoint: str
+    resource: str
+    token: Optional[str] = field(default=None, repr=False)
+    token_file: Optional[str] = None
+    ca_file: Optional[str] = None
+    ca_data: Optional[bytes] = field(default=None, repr=False)
+    client_cert_file: Optional[str] = None
+    client_key_file: Optional[str] = None
+    client_cert_data: Optional[bytes] = field(default=None, repr=False)
+    client_key_data: Optional[bytes] = field(default=None, repr=False)
+    insecure_skip_tls_verify: bool = False
+    namespace: Optional[str] = None
+    namespaced: Optional[bool] = None  # None: decided by discovery
+    api_group: Optional[str] = None  # "": the core group; None: discovered
+    api_version: Optional[str] = None
+    api_path: Optional[str] = None
+    legacy_oapi: bool = False  # the seed's "oapi": look among the *.openshift.io groups
+    label_selector: Optional[str] = None
+    field_selector: Optional[str] = None
+    plugins: tuple[str, ...] = ("simple",)
+    plugin_path: tuple[str, ...] = ()
+    resync_period: float = 0.0
+    log_level: str = "INFO"
+    log_format: str = "text"
+    metrics_port: int = 8080
+    leader_election: bool = False
+    leader_election_name: str = "event-watcher"
+    # Plugin sections hold passwords: out of repr.
+    plugin_configs: Mapping[str, Mapping[str, str]] = field(default_factory=lambda: _NO_SECTIONS, repr=False)
+    sources: Mapping[str, str] = field(default_factory=lambda: _EMPTY, repr=False)
+    config_file: Optional[str] = None
+    kubeconfig_context: Optional[str] = None  # "context in file" when the kubeconfig layer was used
+    unknown_keys: tuple[str, ...] = ()  # [global] keys nobody reads: cli logs a WARNING naming them
+    unknown_sections: tuple[str, ...] = ()  # sections that are neither [global] nor [plugin_<name>]
+
+    # The 2017 original's attribute names, kept for plugins written against it.
+    @property
+    def k8s_endpoint(self) -> str:
+        return self.endpoint
+
+    @property
+    def k8s_namespace(self) -> Optional[str]:
+        return self.namespace
+
+    @property
+    def k8s_resource(self) -> str:
+        return self.resource
+
+    @property
+    def k8s_ca(self) -> Optional[str]:
+        return self.ca_file
+
+    @property
+    def k8s_token(self) -> Optional[str]:
+        """The token to use now: the fixed one, or the token file as it reads at this moment."""
+        if self.token:
+            return self.token
+        if self.token_file:
+            try:
+                with open(self.token_file, encoding="utf-8") as f:
+                    return f.read().strip() or None
+            except (OSError, ValueError):
+                return None
+        return None
+
+    def plugin_config(self, name: str) -> Mapping[str, str]:
+        """The ``[plugin_<name>]`` section; the seed's directory names (``plugin_simple``) work too."""
+        if name in self.plugin_configs:
+            return self.plugin_configs[name]
+        if name.startswith(PLUGIN_SECTION_PREFIX):
+            return self.plugin_configs.get(name[len(PLUGIN_SECTION_PREFIX) :], _EMPTY)
+        return _EMPTY
+
+
+# --- loading -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    """One layer's offer for a setting: a raw string still to parse (env, ini) or a ready value."""
+
+    source: str
+    label: str
+    raw: Optional[str] = field(default=None, repr=False)
+    value: Any = field(default=None, repr=False)
+
+
+class _Problems:
+    """Collected (exit code, one-line message) pairs, ordered most specific first when raised."""
+
+    _RANK: ClassVar[dict[int, int]] = {
+        errors.EXIT_RESOURCE: 0,
+        errors.EXIT_NAMESPACE: 1,
+        errors.EXIT_ENDPOINT: 2,
+        errors.EXIT_TOKEN: 3,
+    }
+
+    def __init__(self) -> None:
+        self.items: list[tuple[int, str]] = []
+        self.failed: set[str] = set()  # settings whose value was bad: no "missing" problem for them
+
+    def add(self, code: int, message: str, setting: Optional[str] = None) -> None:
+        # No trailing full stop: ConfigError joins the messages with "; ".
+        self.items.append((code, _one_line(message).rstrip(".")))
+        if setting:
+            self.failed.add(setting)
+
+    def raise_if_any(self, cls: type[errors.ConfigError] = errors.ConfigError) -> None:
+        if self.items:
+            ordered = sorted(self.items, key=lambda item: self._RANK.get(item[0], len(self._RANK)))
+            raise cls(ordered)
+
+
+def _one_line(message: str) -> str:
+    """Paths and names from the outside can hold control characters: keep each message on one line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
+
+
+def load(
+    environ: Mapping[str, str],
+    ini_path: Optional[str],
+    *,
+    serviceaccount_dir: str = SERVICEACCOUNT_DIR,
+    home: Optional[str] = None,
+) -> Settings:
+    """Build the settings from ``environ``, the ini file and the files they name; nothing else.
+
+    Raises ``errors.UsageError`` when the ini file or a kubeconfig cannot be read or parsed (other
+    problems would only be consequences of that), else ``errors.ConfigError`` listing every problem.
+    """
+    env = {name: value for name, value in environ.items() if value.strip()}  # empty counts as unset
+    if ini_path is None:
+        ini_path = env.get(CONFIG_FILE_ENV)
+    file_problems = _Problems()
+    ini = _Ini.read(ini_path, file_problems)
+    if home is None:
+        home = env.get("HOME")
+    kube: Optional[kubeconfig.KubeContext] = None
+    try:
+        kube = kubeconfig.load(kubeconfig.paths(env, home))
+    except errors.ConfigError as e:
+        for code, message in e.problems:
+            file_problems.add(code, message)
+    file_problems.raise_if_any(errors.UsageError)
+
+    problems = _Problems()
+    offers = _Offers()
+    for key in KEYS:
+        if key.env in env:
+            offers.add(key.name, _Candidate("env", key.env, raw=env[key.env]))
+    ini_global = ini.global_values(env, problems)
+    for ini_key, value in ini_global.items():
+        key = _BY_INI[ini_key]
+        offers.add(key.name, _Candidate("ini", f"{ini_key} in [{GLOBAL_SECTION}] of {ini.path}", raw=value))
+    _serviceaccount(serviceaccount_dir, env, offers, problems)
+    if kube is not None:
+        _kubeconfig(kube, offers)
+
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+
+    def settle(name: str, candidate: Optional[_Candidate]) -> None:
+        if candidate is None:
+            key = _BY_NAME.get(name)
+            values[name] = key.default if key else None
+            sources[name] = "default"
+            return
+        sources[name] = candidate.source
+        if candidate.raw is None:
+            values[name] = candidate.value
+            return
+        key = _BY_NAME[name]
+        try:
+            values[name] = key.parse(candidate.raw, candidate.label)
+        except ValueError as e:
+            problems.add(key.exit_code, str(e), name)
+            values[name] = key.default
+
+    grouped = set(_CREDENTIALS) | set(_CA) | {"insecure_skip_tls_verify"}
+    for key in KEYS:
+        if key.name not in grouped:
+            settle(key.name, offers.best(key.name))
+    for group in (_CREDENTIALS, _CA):
+        source = offers.best_source(group)
+        for name in group:
+            settle(name, offers.get(name, source) if source else None)
+    _check_same_layer_tokens(offers, sources, problems)
+    insecure = offers.best("insecure_skip_tls_verify")
+    if insecure is not None and insecure.source == "kubeconfig" and sources["endpoint"] != "kubeconfig":
+        insecure = None
+    settle("insecure_skip_tls_verify", insecure)
+
+    legacy_oapi = _split_resource_and_group(values, sources, problems)
+    _validate(values, sources, kube, offers, problems)
+    plugin_configs = ini.plugin_sections(env, problems)
+    problems.raise_if_any()
+
+    return Settings(
+        **{name: values[name] for name in values if name in Settings.__dataclass_fields__},
+        legacy_oapi=legacy_oapi,
+        plugin_configs=plugin_configs,
+        sources=types.MappingProxyType(dict(sources)),
+        config_file=ini.path,
+        kubeconfig_context=(
+            f"{kube.context} in {kube.path}"
+            if kube is not None and "kubeconfig" in sources.values()
+            else None
+        ),
+        unknown_keys=ini.unknown_keys(),
+        unknown_sections=ini.unknown_sections(),
+    )
+
+
+class _Offers:
+    """Per setting, what each layer offers, in precedence order."""
+
+    def __init__(self) -> None:
+        self._by_name: dict[str, dict[str, _Candidate]] = {}
+
+    def add(self, name: str, candidate: _Candidate) -> None:
+        self._by_name.setdefault(name, {}).setdefault(candidate.source, candidate)
+
+    def get(self, name: str, source: str) -> Optional[_Candidate]:
+        return self._by_name.get(name, {}).get(source)
+
+    def best(self, name: str) -> Optional[_Candidate]:
+        offered = self._by_name.get(name, {})
+        for source in SOURCES:
+            if source in offered:
+                return offered[source]
+        return None
+
+    def best_source(self, names: tuple[str, ...]) -> Optional[str]:
+        for source in SOURCES:
+            if any(self.get(name, source) for name in names):
+                return source
+        return None
+
+
+class _Ini:
+    """The ini file: ``[global]`` for the daemon, ``[plugin_<name>]`` for each plugin."""
+
+    def __init__(self, path: Optional[str], parser: Optional[configparser.ConfigParser]) -> None:
+        self.path = path
+        self.parser = parser
+
+    @classmethod
+    def read(cls, path: Optional[str], problems: _Problems) -> _Ini:
+        if not path:
+            return cls(None, None)
+        # "#" after whitespace starts a comment, as the 2017 sample file assumed
+        # (``dns_server=    # DNS server holding records``).
+        parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=("#",))
+        try:
+            with open(path, encoding="utf-8") as f:
+                parser.read_file(f, source=path)
+        except UnicodeDecodeError:
+            problems.add(errors.EXIT_USAGE, f"Cannot read config file {path}: it is not UTF-8 text.")
+            return cls(path, None)
+        except (OSError, ValueError) as e:
+            reason = e.strerror if isinstance(e, OSError) and e.strerror else "invalid path"
+            problems.add(errors.EXIT_USAGE, f"Cannot read config file {path}: {reason}.")
+            return cls(path, None)
+        except configparser.Error as e:
+            problems.add(errors.EXIT_USAGE, f"Cannot parse config file {path}: {_ini_error(e)}.")
+            return cls(path, None)
+        return cls(path, parser)
+
+    def _section(self, name: str, env: Mapping[str, str], problems: _Problems) -> dict[str, str]:
+        if self.parser is None or not self.parser.has_section(name):
+            return {}
+        resolved: dict[str, str] = {}
+        for key, value in self.parser.items(name):
+            value = value.strip()
+            if value.startswith(ENV_REFERENCE_PREFIX):
+                # Secrets stay out of the file: ``ipa_password = $env:IPA_PASSWORD``.
+                variable = value[len(ENV_REFERENCE_PREFIX) :].strip()
+                if variable not in env:
+                    setting = _BY_INI[key].name if name == GLOBAL_SECTION and key in _BY_INI else None
+                    code = _BY_INI[key].exit_code if setting else errors.EXIT_USAGE
+                    problems.add(
+                        code,
+                        f"{key} in [{name}] of {self.path} refers to the environment variable {variable}, "
+                        "which is not set",
+                        setting,
+                    )
+                    continue
+                value = env[variable]
+            if value:  # an empty value counts as unset, like an empty env var
+                resolved[key] = value
+        return resolved
+
+    def global_values(self, env: Mapping[str, str], problems: _Problems) -> dict[str, str]:
+        return {k: v for k, v in self._section(GLOBAL_SECTION, env, problems).items() if k in _BY_INI}
+
+    def unknown_keys(self) -> tuple[str, ...]:
+        if self.parser is None or not self.parser.has_section(GLOBAL_SECTION):
+            return ()
+        return tuple(key for key, _ in self.parser.items(GLOBAL_SECTION) if key not in _BY_INI)
+
+    def unknown_sections(self) -> tuple[str, ...]:
+        if self.parser is None:
+            return ()
+        return tuple(
+            name
+            for name in self.parser.sections()
+            if name != GLOBAL_SECTION
+            and not (name.startswith(PLUGIN_SECTION_PREFIX) and len(name) > len(PLUGIN_SECTION_PREFIX))
+        )
+
+    def plugin_sections(self, env: Mapping[str, str], problems: _Problems) -> Mapping[str, Mapping[str, str]]:
+        sections: dict[str, Mapping[str, str]] = {}
+        if self.parser is not None:
+            for name in self.parser.sections():
+                if name.startswith(PLUGIN_SECTION_PREFIX) and len(name) > len(PLUGIN_SECTION_PREFIX):
+                    values = self._section(name, env, problems)
+                    sections[name[len(PLUGIN_SECTION_PREFIX) :]] = types.MappingProxyType(values)
+        return types.MappingProxyType(sections)
+
+
+def _ini_error(e: configparser.Error) -> str:
+    """configparser's own messages quote whole lines, which may hold a token: keep names and numbers."""
+    if isinstance(e, configparser.MissingSectionHeaderError):
+        return f"line {e.lineno} comes before any [section] header; start the file with [{GLOBAL_SECTION}]"
+    if isinstance(e, configparser.DuplicateOptionError):
+        return f"key {e.option!r} appears twice in [{e.section}] (line {e.lineno})"
+    if isinstance(e, configparser.DuplicateSectionError):
+        return f"section [{e.section}] appears twice (line {e.lineno})"
+    if isinstance(e, configparser.ParsingError):
+        lines = ", ".join(str(lineno) for lineno, _ in e.errors[:5])
+        return f"cannot understand line {lines} (expected key = value)"
+    return type(e).__name__
+
+
+def _serviceaccount(directory: str, env: Mapping[str, str], offers: _Offers, problems: _Problems) -> None:
+    """In a pod: the mounted token, CA and namespace, and the endpoint kubelet puts in the environment."""
+    try:
+        present = os.path.isdir(directory)
+    except ValueError:
+        present = False
+    if not present:
+        return
+    label = f"serviceaccount {directory}"
+    token = os.path.join(directory, "token")
+    if os.path.isfile(token):
+        offers.add("token_file", _Candidate("serviceaccount", label, value=token))
+    ca = os.path.join(directory, "ca.crt")
+    if os.path.isfile(ca):
+        offers.add("ca_file", _Candidate("serviceaccount", label, value=ca))
+    namespace_file = os.path.join(directory, "namespace")
+    if os.path.isfile(namespace_file):
+        try:
+            with open(namespace_file, encoding="utf-8") as f:
+                namespace = f.read().strip()
+        except (OSError, UnicodeDecodeError) as e:
+            reason = e.strerror if isinstance(e, OSError) and e.strerror else "not UTF-8 text"
+            problems.add(errors.EXIT_NAMESPACE, f"Cannot read {namespace_file}: {reason}.", "namespace")
+        else:
+            if namespace:
+                offers.add("namespace", _Candidate("serviceaccount", namespace_file, raw=namespace))
+    host = env.get("KUBERNETES_SERVICE_HOST", "").strip()
+    if host:
+        port = env.get("KUBERNETES_SERVICE_PORT", "").strip() or "443"
+        address = f"[{host}]" if ":" in host and not host.startswith("[") else host
+        offers.add(
+            "endpoint",
+            _Candidate(
+                "serviceaccount", "KUBERNETES_SERVICE_HOST/KUBERNETES_SERVICE_PORT", raw=f"{address}:{port}"
+            ),
+        )
+
+
+def _kubeconfig(kube: kubeconfig.KubeContext, offers: _Offers) -> None:
+    label = f"kubeconfig {kube.path} (context {kube.context!r})"
+
+    def offer(name: str, value: Any, raw: bool = False) -> None:
+        if value is None or value == "":
+            return
+        if raw:
+            offers.add(name, _Candidate("kubeconfig", label, raw=value))
+        else:
+            offers.add(name, _Candidate("kubeconfig", label, value=value))
+
+    offer("endpoint", kube.server, raw=True)
+    offer("namespace", kube.namespace, raw=True)
+    offer("ca_file", kube.ca_file)
+    offer("ca_data", kube.ca_data)
+    if kube.insecure_skip_tls_verify:
+        offer("insecure_skip_tls_verify", True)
+    for name in _CREDENTIALS:
+        offer(name, getattr(kube, name))
+
+
+def _check_same_layer_tokens(offers: _Offers, sources: Mapping[str, str], problems: _Problems) -> None:
+    """K8S_TOKEN and K8S_TOKEN_FILE together in one layer: which one was meant is anyone's guess."""
+    for source in ("env", "ini"):
+        token, token_file = offers.get("token", source), offers.get("token_file", source)
+        if token and token_file and sources.get("token") == source:
+            problems.add(
+                errors.EXIT_USAGE,
+                f"{token.label} and {token_file.label} are both set; set only one of them.",
+                "token",
+            )
+
+
+def _split_resource_and_group(values: dict[str, Any], sources: dict[str, str], problems: _Problems) -> bool:
+    """Apply the seed's legacy groups and kubectl's ``plural.group`` form; returns legacy_oapi."""
+    legacy_oapi = False
+    group = values.get("api_group")
+    if group == "oapi":
+        values["api_group"], legacy_oapi = None, True
+    elif group in ("api", "core"):
+        values["api_group"] = ""
+    resource = values.get("resource")
+    if isinstance(resource, str) and "." in resource:
+        plural, named_group = resource.split(".", 1)
+        values["resource"] = plural
+        if values["api_group"] is None and not legacy_oapi:
+            values["api_group"] = named_group
+            sources["api_group"] = sources["resource"]
+        elif values["api_group"] != named_group:
+            problems.add(
+                errors.EXIT_RESOURCE,
+                f"{_BY_NAME['resource'].env} names the group {named_group!r} but "
+                f"{_BY_NAME['api_group'].env} says {group!r}; keep one.",
+                "resource",
+            )
+    return legacy_oapi
+
+
+def _validate(
+    values: dict[str, Any],
+    sources: Mapping[str, str],
+    kube: Optional[kubeconfig.KubeContext],
+    offers: _Offers,
+    problems: _Problems,
+) -> None:
+    failed = problems.failed
+    if not values.get("resource") and "resource" not in failed:
+        problems.add(
+            errors.EXIT_RESOURCE,
+            "No resource to watch: set K8S_RESOURCE (or k8s_resource in [global] of the config file) to a "
+            "plural resource name such as routes.",
+        )
+    if (
+        not values.get("namespace")
+        and values.get("namespaced") is not False
+        and not failed & {"namespace", "namespaced"}
+    ):
+        problems.add(
+            errors.EXIT_NAMESPACE,
+            "No namespace: set K8S_NAMESPACE (or k8s_namespace in [global]), run in a pod, or set "
+            "K8S_NAMESPACED=false to watch all namespaces or a cluster-scoped resource.",
+        )
+    if not values.get("endpoint") and "endpoint" not in failed:
+        problems.add(
+            errors.EXIT_ENDPOINT,
+            "No API endpoint: set K8S_API_ENDPOINT (or k8s_api_endpoint in [global]), run in a pod, "
+            "or log in with `oc login`.",
+        )
+    _validate_credentials(values, sources, kube, offers, problems)
+    ca_file = values.get("ca_file")
+    if ca_file and "ca_file" not in failed:
+        label = _label(offers, "ca_file", sources)
+        reason = _unreadable(ca_file)
+        if reason:
+            problems.add(
+                errors.EXIT_USAGE, f"{label}: cannot read the CA file {ca_file}: {reason}.", "ca_file"
+            )
+
+
+def _validate_credentials(
+    values: dict[str, Any],
+    sources: Mapping[str, str],
+    kube: Optional[kubeconfig.KubeContext],
+    offers: _Offers,
+    problems: _Problems,
+) -> None:
+    if problems.failed & {"token", "token_file"}:
+        return
+    token_file = values.get("token_file")
+    if token_file:
+        label = _label(offers, "token_file", sources)
+        reason = _unreadable(token_file, must_have_content=True)
+        if reason:
+            problems.add(
+                errors.EXIT_TOKEN, f"{label}: cannot use the token file {token_file}: {reason}.", "token_file"
+            )
+        return
+    if values.get("token"):
+        return
+    cert = values.get("client_cert_file") or values.get("client_cert_data")
+    key = values.get("client_key_file") or values.get("client_key_data")
+    if cert or key:
+        label = _label(offers, "client_cert_file", sources) or _label(offers, "client_key_file", sources)
+        if not (cert and key):
+            missing = "client-key" if cert else "client-certificate"
+            problems.add(errors.EXIT_TOKEN, f"{label}: the user has no {missing}; both are needed.", "token")
+            return
+        for name in ("client_cert_file", "client_key_file"):
+            path = values.get(name)
+            reason = _unreadable(path) if path else None
+            if reason:
+                problems.add(errors.EXIT_TOKEN, f"{label}: cannot read {path}: {reason}.", "token")
+        return
+    message = (
+        "No credentials: set K8S_TOKEN or K8S_TOKEN_FILE (or k8s_token / k8s_token_file in [global]), "
+        "run in a pod with a serviceaccount token, or log in with `oc login`."
+    )
+    if kube is not None and kube.unsupported_auth:
+        message = f"No credentials: the {kube.unsupported_auth}."
+    problems.add(errors.EXIT_TOKEN, message)
+
+
+def _label(offers: _Offers, name: str, sources: Mapping[str, str]) -> str:
+    candidate = offers.get(name, sources.get(name, "default"))
+    return candidate.label if candidate else name
+
+
+def _unreadable(path: str, must_have_content: bool = False) -> Optional[str]:
+    """Why ``path`` cannot be used, or None. Reads the file but never reports its content."""
+    try:
+        with open(path, "rb") as f:
+            content = f.read(4096) if must_have_content else b""
+    except IsADirectoryError:
+        return "it is a directory"
+    except OSError as e:
+        return e.strerror or type(e).__name__
+    except ValueError:
+        return "invalid path"
+    if must_have_content and not content.strip():
+        return "it is empty"
+    return None
+
+
+# --- --check-config ---------------------------------------------------------------------------------
+
+
+def render(settings: Settings) -> str:
+    """The effective settings, one ``key = value  (source)`` line each, secrets replaced by <redacted>."""
+    lines = [f"# config file: {settings.config_file or '(none)'}"]
+    if settings.kubeconfig_context:
+        lines.append(f"# kubeconfig context: {settings.kubeconfig_context}")
+    lines.append(f"[{GLOBAL_SECTION}]")
+    for key in KEYS:
+        value = getattr(settings, key.name)
+        source = settings.sources.get(key.name, "default")
+        if key.name == "ca_file" and value is None and settings.ca_data:
+            shown = "<certificate-authority-data>"
+            source = settings.sources.get("ca_data", source)
+        elif key.secret and value:
+            shown = REDACTED
+        elif key.name == "api_group":
+            shown = _shown_group(settings)
+        elif key.name == "namespaced" and value is None:
+            shown = "<discover>"
+        else:
+            shown = _render_value(value)
+        lines.append(f"{key.ini} = {shown}  ({source})")
+    for name, label in (("client_cert_file", "client_certificate"), ("client_key_file", "client_key")):
+        data = getattr(settings, name.replace("_file", "_data"))
+        path = getattr(settings, name)
+        if path or data:
+            shown = path if path else (REDACTED if "key" in name else "<inline data>")
+            lines.append(f"{label} = {shown}  ({settings.sources.get(name, 'kubeconfig')})")
+    for name, section in sorted(settings.plugin_configs.items()):
+        lines.append(f"[{PLUGIN_SECTION_PREFIX}{name}]")
+        for option, value in section.items():
+            secret = any(word in option.lower() for word in SECRET_WORDS)
+            lines.append(f"{option} = {REDACTED if secret and value else _one_line(value)}  (ini)")
+    return "\n".join(lines) + "\n"
+
+
+def _shown_group(settings: Settings) -> str:
+    if settings.legacy_oapi:
+        return "<discover among *.openshift.io (legacy oapi)>"
+    if settings.api_group is None:
+        return "<discover>"
+    return settings.api_group or "<core>"
+
+
+def _render_value(value: Any) -> str:
+    if value is None:
+        return "<unset>"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple):
+        return ", ".join(value) if value else "<none>"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return _one_line(str(value))
