@@ -606,14 +606,14 @@ class _Ini:
             with open(path, encoding="utf-8") as f:
                 parser.read_file(f, source=path)
         except UnicodeDecodeError:
-            problems.add(errors.EXIT_USAGE, f"Cannot read config file {path}: it is not UTF-8 text.")
+            problems.add(errors.EXIT_USAGE, f"cannot read config file {path}: it is not UTF-8 text.")
             return cls(path, None)
         except (OSError, ValueError) as e:
             reason = e.strerror if isinstance(e, OSError) and e.strerror else "invalid path"
-            problems.add(errors.EXIT_USAGE, f"Cannot read config file {path}: {reason}.")
+            problems.add(errors.EXIT_USAGE, f"cannot read config file {path}: {reason}.")
             return cls(path, None)
         except configparser.Error as e:
-            problems.add(errors.EXIT_USAGE, f"Cannot parse config file {path}: {_ini_error(e)}.")
+            problems.add(errors.EXIT_USAGE, f"cannot parse config file {path}: {_ini_error(e)}.")
             return cls(path, None)
         return cls(path, parser)
 
@@ -705,7 +705,7 @@ def _serviceaccount(directory: str, env: Mapping[str, str], offers: _Offers, pro
                 namespace = f.read().strip()
         except (OSError, UnicodeDecodeError) as e:
             reason = e.strerror if isinstance(e, OSError) and e.strerror else "not UTF-8 text"
-            problems.add(errors.EXIT_NAMESPACE, f"Cannot read {namespace_file}: {reason}.", "namespace")
+            problems.add(errors.EXIT_NAMESPACE, f"cannot read {namespace_file}: {reason}.", "namespace")
         else:
             if namespace:
                 offers.add("namespace", _Candidate("serviceaccount", namespace_file, raw=namespace))
@@ -790,7 +790,7 @@ def _validate(
     if not values.get("resource") and "resource" not in failed:
         problems.add(
             errors.EXIT_RESOURCE,
-            "No resource to watch: set K8S_RESOURCE (or k8s_resource in [global] of the config file) to a "
+            "no resource to watch: set K8S_RESOURCE (or k8s_resource in [global] of the config file) to a "
             "plural resource name such as routes.",
         )
     if (
@@ -800,13 +800,13 @@ def _validate(
     ):
         problems.add(
             errors.EXIT_NAMESPACE,
-            "No namespace: set K8S_NAMESPACE (or k8s_namespace in [global]), run in a pod, or set "
+            "no namespace: set K8S_NAMESPACE (or k8s_namespace in [global]), run in a pod, or set "
             "K8S_NAMESPACED=false to watch all namespaces or a cluster-scoped resource.",
         )
     if not values.get("endpoint") and "endpoint" not in failed:
         problems.add(
             errors.EXIT_ENDPOINT,
-            "No API endpoint: set K8S_API_ENDPOINT (or k8s_api_endpoint in [global]), run in a pod, "
+            "no API endpoint: set K8S_API_ENDPOINT (or k8s_api_endpoint in [global]), run in a pod, "
             "or log in with `oc login`.",
         )
     _validate_credentials(values, sources, kube, offers, problems)
@@ -855,11 +855,11 @@ def _validate_credentials(
                 problems.add(errors.EXIT_TOKEN, f"{label}: cannot read {path}: {reason}.", "token")
         return
     message = (
-        "No credentials: set K8S_TOKEN or K8S_TOKEN_FILE (or k8s_token / k8s_token_file in [global]), "
+        "no credentials: set K8S_TOKEN or K8S_TOKEN_FILE (or k8s_token / k8s_token_file in [global]), "
         "run in a pod with a serviceaccount token, or log in with `oc login`."
     )
     if kube is not None and kube.unsupported_auth:
-        message = f"No credentials: the {kube.unsupported_auth}."
+        message = f"no credentials: {kube.unsupported_auth}"
     problems.add(errors.EXIT_TOKEN, message)
 
 

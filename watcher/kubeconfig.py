@@ -123,14 +123,14 @@ def _read(path: str, problems: list[tuple[int, str]]) -> Optional[Mapping[str, A
     except FileNotFoundError:
         return None
     except IsADirectoryError:
-        problems.append((errors.EXIT_USAGE, f"Cannot read kubeconfig {path}: it is a directory."))
+        problems.append((errors.EXIT_USAGE, f"cannot read kubeconfig {path}: it is a directory."))
         return None
     except UnicodeDecodeError:
-        problems.append((errors.EXIT_USAGE, f"Cannot read kubeconfig {path}: it is not UTF-8 text."))
+        problems.append((errors.EXIT_USAGE, f"cannot read kubeconfig {path}: it is not UTF-8 text."))
         return None
     except (OSError, ValueError) as e:  # ValueError: a path with a NUL byte
         reason = e.strerror if isinstance(e, OSError) and e.strerror else "invalid path"
-        problems.append((errors.EXIT_USAGE, f"Cannot read kubeconfig {path}: {reason}."))
+        problems.append((errors.EXIT_USAGE, f"cannot read kubeconfig {path}: {reason}."))
         return None
     try:
         document = yaml.safe_load(text)
@@ -142,15 +142,15 @@ def _read(path: str, problems: list[tuple[int, str]]) -> Optional[Mapping[str, A
             else ""
         )
         what = e.problem or e.context or "invalid YAML"
-        problems.append((errors.EXIT_USAGE, f"Cannot parse kubeconfig {path}: {what}{where}."))
+        problems.append((errors.EXIT_USAGE, f"cannot parse kubeconfig {path}: {what}{where}."))
         return None
     except yaml.YAMLError as e:
-        problems.append((errors.EXIT_USAGE, f"Cannot parse kubeconfig {path}: {type(e).__name__}."))
+        problems.append((errors.EXIT_USAGE, f"cannot parse kubeconfig {path}: {type(e).__name__}."))
         return None
     if document is None:  # an empty file is an empty config, as for kubectl
         return None
     if not isinstance(document, dict):
-        problems.append((errors.EXIT_USAGE, f"Kubeconfig {path} is not a YAML mapping."))
+        problems.append((errors.EXIT_USAGE, f"kubeconfig {path} is not a YAML mapping."))
         return None
     return document
 
@@ -162,18 +162,18 @@ def _merge(
     if items is None:
         return
     if not isinstance(items, list):
-        problems.append((errors.EXIT_USAGE, f"Kubeconfig {path}: {inner}s must be a list."))
+        problems.append((errors.EXIT_USAGE, f"kubeconfig {path}: {inner}s must be a list."))
         return
     for index, item in enumerate(items):
         if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not item["name"]:
-            problems.append((errors.EXIT_USAGE, f"Kubeconfig {path}: {inner}s[{index}] has no name."))
+            problems.append((errors.EXIT_USAGE, f"kubeconfig {path}: {inner}s[{index}] has no name."))
             continue
         body = item.get(inner)
         if body is None:
             body = {}
         if not isinstance(body, dict):
             problems.append(
-                (errors.EXIT_USAGE, f"Kubeconfig {path}: {inner} {item['name']!r} is not a mapping.")
+                (errors.EXIT_USAGE, f"kubeconfig {path}: {inner} {item['name']!r} is not a mapping.")
             )
             continue
         table.setdefault(item["name"], _Entry(body, path))
@@ -184,7 +184,7 @@ def _resolve(name: str, path: str, tables: Mapping[str, Mapping[str, _Entry]]) -
     context = tables["contexts"].get(name)
     if context is None:
         raise errors.ConfigError(
-            f"Kubeconfig {path}: current-context {name!r} names no context in "
+            f"kubeconfig {path}: current-context {name!r} names no context in "
             f"{_listed(tables['contexts'])}; run `oc login` or `kubectl config use-context`."
         )
     fields: dict[str, Any] = {"path": path, "context": name}
@@ -201,7 +201,7 @@ def _resolve(name: str, path: str, tables: Mapping[str, Mapping[str, _Entry]]) -
             problems.append(
                 (
                     errors.EXIT_USAGE,
-                    f"Kubeconfig {context.path}: context {name!r} names cluster "
+                    f"kubeconfig {context.path}: context {name!r} names cluster "
                     f"{cluster_name!r}, which is not defined.",
                 )
             )
@@ -220,7 +220,7 @@ def _resolve(name: str, path: str, tables: Mapping[str, Mapping[str, _Entry]]) -
             problems.append(
                 (
                     errors.EXIT_USAGE,
-                    f"Kubeconfig {context.path}: context {name!r} names user "
+                    f"kubeconfig {context.path}: context {name!r} names user "
                     f"{user_name!r}, which is not defined.",
                 )
             )
@@ -244,31 +244,26 @@ def _listed(table: Mapping[str, _Entry]) -> str:
 
 
 def _unsupported(body: Mapping[str, Any], user: str, path: str) -> Optional[str]:
+    """Why this user's credentials cannot be used, as a clause; None when they can (or there are none)."""
     advice = (
-        "event-watcher cannot run it for weeks unattended; give it a token instead: "
-        "K8S_TOKEN=$(oc whoami -t) or K8S_TOKEN_FILE"
+        "event-watcher does not run credential plugins (it runs unattended for weeks); "
+        "give it a token instead: K8S_TOKEN=$(oc whoami -t), or K8S_TOKEN_FILE"
     )
     exec_ = body.get("exec")
+    provider = body.get("auth-provider")
     if exec_:
         command = exec_.get("command") if isinstance(exec_, dict) else None
-        what = (
-            f"an exec credential plugin ({os.path.basename(command)})"
-            if isinstance(command, str)
-            else ("an exec credential plugin")
-        )
-        return f"kubeconfig user {user!r} in {path} authenticates with {what}, which {advice}"
-    provider = body.get("auth-provider")
-    if provider:
+        what = "an exec credential plugin"
+        if isinstance(command, str) and command.strip():
+            what += f" ({os.path.basename(command.strip())})"
+    elif provider:
         kind = provider.get("name") if isinstance(provider, dict) else None
         what = f"the {kind!r} auth-provider" if isinstance(kind, str) else "an auth-provider"
-        return f"kubeconfig user {user!r} in {path} authenticates with {what}, which {advice}"
-    if body.get("username") or body.get("password"):
-        return (
-            f"kubeconfig user {user!r} in {path} uses basic auth (username/password), which the API "
-            "server no longer accepts; give event-watcher a token instead: K8S_TOKEN=$(oc whoami -t) "
-            "or K8S_TOKEN_FILE"
-        )
-    return None
+    elif body.get("username") or body.get("password"):
+        what = "basic auth (username/password), which API servers no longer accept"
+    else:
+        return None
+    return f"kubeconfig user {user!r} in {path} authenticates with {what}; {advice}"
 
 
 class _Reader:
@@ -284,7 +279,7 @@ class _Reader:
         self.problems.append(
             (
                 errors.EXIT_USAGE,
-                f"Kubeconfig {self.entry.path}: {key} of {self.kind} {self.name!r} must be {expected}.",
+                f"kubeconfig {self.entry.path}: {key} of {self.kind} {self.name!r} must be {expected}.",
             )
         )
 
