@@ -1,0 +1,239 @@
+"""One event in, at most one issuance out: decide, re-check against the live route, issue, verify, patch.
+
+The decision is made twice: first on the event's object (cheap, and enough to ignore the MODIFIED our
+own patch causes), then on a fresh GET, because events queued before our patch still carry the old
+object and would otherwise issue a second certificate.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+from watcher import errors
+
+from . import certificates, routes
+from .issuer import Deleted, IssuanceError, Issuer, Signed
+from .settings import CertSettings
+
+logger = logging.getLogger(__name__)
+
+Result = Optional[tuple[str, str]]
+
+
+def utcnow() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+@dataclass(frozen=True)
+class Failure:
+    host: str
+    count: int
+    until: datetime.datetime
+
+
+class Controller:
+    def __init__(
+        self,
+        settings: CertSettings,
+        issuer: Issuer,
+        api: Any,
+        now: Callable[[], datetime.datetime] = utcnow,
+    ) -> None:
+        self.settings = settings
+        self.issuer = issuer
+        self.api = api
+        self.now = now
+        self._failures: dict[tuple[str, str], Failure] = {}
+        self._skipped: set[tuple[str, str]] = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+
+    def close(self) -> None:
+        """Wake a backoff sleep so shutdown is not held up by a failing route."""
+        self._stop.set()
+        self.issuer.close()
+
+    def handle(self, event: Mapping[str, Any]) -> Result:
+        kind = event.get("type")
+        route = event.get("object") or {}
+        if not isinstance(route, Mapping):
+            return None
+        with self._lock:
+            if kind == "DELETED":
+                return self._deleted(route)
+            if kind in ("ADDED", "MODIFIED"):
+                return self._changed(route)
+        return None
+
+    # --- ADDED / MODIFIED ----------------------------------------------------------------------------
+
+    def _changed(self, route: Mapping[str, Any]) -> Result:
+        if not routes.opted_in(route, self.settings):
+            return None
+        ident = routes.identity(route)
+        decision = routes.decide(route, self.settings, self.now())
+        if decision.action == routes.CURRENT:
+            self._failures.pop(_key(route), None)
+            logger.debug("Route %s needs no certificate: %s.", ident, decision.reason)
+            return None
+        if decision.action == routes.SKIP:
+            return self._skip(route, decision.reason)
+        self._skipped.discard(_key(route))
+
+        host = routes.host(route)
+        failure = self._failures.get(_key(route))
+        if failure and failure.host == host and self.now() < failure.until:
+            logger.debug(
+                "Route %s still needs a certificate; waiting until %s after %d failed round(s).",
+                ident,
+                certificates.rfc3339(failure.until),
+                failure.count,
+            )
+            return None
+
+        meta = routes.meta(route)
+        try:
+            fresh = self.api.get(meta.get("namespace"), meta.get("name"))
+        except errors.NotFound:
+            logger.debug("Route %s is gone; nothing to issue.", ident)
+            return None
+        except errors.WatcherError as e:
+            return self._failed(route, f"cannot read the route: {e}")
+        if not routes.opted_in(fresh, self.settings):
+            return None
+        decision = routes.decide(fresh, self.settings, self.now())
+        if decision.action != routes.ISSUE:
+            logger.debug("Route %s no longer needs a certificate: %s.", ident, decision.reason)
+            return None
+        host = routes.host(fresh)
+        logger.info("Route %s needs a certificate for %s: %s.", ident, host, decision.reason)
+
+        try:
+            signed, key_pem = self._issue(ident, host)
+        except IssuanceError as e:
+            return self._failed(fresh, str(e))
+
+        patch = routes.tls_patch(fresh, signed, key_pem, self.issuer.name, self.settings)
+        try:
+            self.api.patch(meta.get("namespace"), meta.get("name"), patch)
+        except errors.NotFound:
+            return (f"Route {ident} was deleted before its new certificate could be written.", "WARNING")
+        except errors.WatcherError as e:
+            return self._failed(fresh, f"cannot patch the route: {e}")
+        self._failures.pop(_key(fresh), None)
+        return (
+            f"Issued a certificate for route {ident} from issuer {self.issuer.name}: host {host}, "
+            f"serial {certificates.serial_hex(signed.leaf)}, valid until "
+            f"{certificates.rfc3339(certificates.not_after(signed.leaf))} ({decision.reason}).",
+            "INFO",
+        )
+
+    def _issue(self, ident: str, host: str) -> tuple[Signed, str]:
+        """A fresh key and CSR, then a few attempts with doubling waits; IssuanceError when all failed."""
+        key = certificates.generate_key(self.settings.key_type)
+        key_pem = certificates.key_to_pem(key)
+        csr = certificates.build_csr(key, host)
+        delay = self.settings.issue_backoff.total_seconds()
+        attempts = self.settings.issue_attempts
+        for attempt in range(1, attempts + 1):
+            try:
+                signed = self.issuer.issue(host, csr)
+                self._verify(signed, key, host)
+                return signed, key_pem
+            except IssuanceError as e:
+                if not e.retry or attempt == attempts or self._stop.is_set():
+                    if attempts > 1 and e.retry:
+                        raise IssuanceError(f"{e} (after {attempt} attempts)") from e
+                    raise
+                logger.warning(
+                    "Attempt %d of %d to issue a certificate for route %s failed: %s Retrying in %gs.",
+                    attempt,
+                    attempts,
+                    ident,
+                    e,
+                    delay,
+                )
+                if self._stop.wait(delay):
+                    raise
+                delay *= 2
+        raise AssertionError("unreachable")
+
+    def _verify(self, signed: Signed, key: certificates.PrivateKey, host: str) -> None:
+        """Never write a certificate the router would reject or that does not serve the host."""
+        leaf = signed.leaf
+        if not certificates.key_matches(leaf, key):
+            raise IssuanceError(
+                f"The certificate from issuer {self.issuer.name} does not match the key we sent."
+            )
+        if not certificates.covers(leaf, host):
+            raise IssuanceError(
+                f"The certificate from issuer {self.issuer.name} does not cover {host}.", retry=False
+            )
+        now = self.now()
+        if (
+            not certificates.not_before(leaf)
+            <= now + datetime.timedelta(minutes=5)
+            < certificates.not_after(leaf)
+        ):
+            raise IssuanceError(
+                f"The certificate from issuer {self.issuer.name} is not valid now.", retry=False
+            )
+
+    def _failed(self, route: Mapping[str, Any], why: str) -> Result:
+        """Remember the failure so resyncs inside the cooldown leave the route (and the CA) alone."""
+        key = _key(route)
+        previous = self._failures.get(key)
+        count = previous.count + 1 if previous else 1
+        until = self.now() + self.settings.failure_cooldown
+        self._failures[key] = Failure(routes.host(route), count, until)
+        return (
+            f"Could not issue a certificate for route {routes.identity(route)} (host {routes.host(route)}) "
+            f"from issuer {self.issuer.name}: {why} "
+            f"Will retry on an event after {certificates.rfc3339(until)}.",
+            "ERROR",
+        )
+
+    def _skip(self, route: Mapping[str, Any], reason: str) -> Result:
+        """Say once (not on every resync) that an opted-in route cannot get a certificate."""
+        if _key(route) in self._skipped:
+            return None
+        self._skipped.add(_key(route))
+        return (
+            f"Route {routes.identity(route)} asks for a certificate but {reason}; leaving it alone.",
+            "WARNING",
+        )
+
+    # --- DELETED -------------------------------------------------------------------------------------
+
+    def _deleted(self, route: Mapping[str, Any]) -> Result:
+        self._failures.pop(_key(route), None)
+        self._skipped.discard(_key(route))
+        if not routes.opted_in(route, self.settings) or not routes.ours(route, self.settings):
+            return None
+        cert = routes.current_certificate(route)
+        serial = routes.annotations(route).get(self.settings.annotation_key("serial"), "")
+        if cert is not None and certificates.serial_hex(cert) != serial:
+            cert = None  # someone replaced our certificate: never revoke theirs
+        meta = routes.meta(route)
+        gone = Deleted(
+            str(meta.get("namespace", "")), str(meta.get("name", "")), routes.host(route), cert, serial
+        )
+        try:
+            message = self.issuer.deleted(gone, self.settings.revoke_on_delete)
+        except IssuanceError as e:
+            return (
+                f"Could not clean up issuer {self.issuer.name} after route {routes.identity(route)} "
+                f"was deleted: {e}",
+                "ERROR",
+            )
+        return (message, "INFO") if message else None
+
+
+def _key(route: Mapping[str, Any]) -> tuple[str, str]:
+    meta = routes.meta(route)
+    return (str(meta.get("namespace", "")), str(meta.get("name", "")))
