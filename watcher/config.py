@@ -104,7 +104,13 @@ def normalize_endpoint(value: str) -> str:
         raise ValueError("it is empty")
     if "://" not in text:
         text = "https://" + text
-    parts = urlsplit(text)
+    try:
+        parts = urlsplit(text)
+        parts.hostname  # noqa: B018 -- urlsplit validates a bracketed IPv6 host only here
+    except ValueError:
+        if "[" in text:
+            raise ValueError("the address in brackets is not an IPv6 address") from None
+        raise ValueError("it is not a URL") from None
     scheme = parts.scheme.lower()
     if scheme not in ("https", "http"):
         raise ValueError(f"the scheme must be https or http, not {scheme or 'empty'}")
@@ -383,6 +389,7 @@ class Settings:
     kubeconfig_context: Optional[str] = None  # "context in file" when the kubeconfig layer was used
     unknown_keys: tuple[str, ...] = ()  # [global] keys nobody reads: cli logs a WARNING naming them
     unknown_sections: tuple[str, ...] = ()  # sections that are neither [global] nor [plugin_<name>]
+    env_references: tuple[tuple[str, str, str], ...] = ()  # (section, key, env var) of `$env:` values
 
     # The 2017 original's attribute names, kept for plugins written against it.
     @property
@@ -434,6 +441,7 @@ class _Candidate:
     label: str
     raw: Optional[str] = field(default=None, repr=False)
     value: Any = field(default=None, repr=False)
+    hidden: bool = False  # the raw value came from another env var through $env: and may be a secret
 
 
 class _Problems:
@@ -460,6 +468,15 @@ class _Problems:
         if self.items:
             ordered = sorted(self.items, key=lambda item: self._RANK.get(item[0], len(self._RANK)))
             raise cls(ordered)
+
+
+def _hide_value(message: str, raw: str, label: str) -> str:
+    """A value pulled in with ``$env:NAME`` may be a secret put in the wrong key: never quote it."""
+    for form in (_shown(raw), _shown(raw.strip())):
+        message = message.replace(form, "the value")
+    if raw.strip() and raw.strip() in message:
+        return f"{label}: invalid value"
+    return message
 
 
 def _one_line(message: str) -> str:
@@ -501,8 +518,11 @@ def load(
             offers.add(key.name, _Candidate("env", key.env, raw=env[key.env]))
     ini_global = ini.global_values(env, problems)
     for ini_key, value in ini_global.items():
-        key = _BY_INI[ini_key]
-        offers.add(key.name, _Candidate("ini", f"{ini_key} in [{GLOBAL_SECTION}] of {ini.path}", raw=value))
+        label = f"{ini_key} in [{GLOBAL_SECTION}] of {ini.path}"
+        variable = ini.references.get((GLOBAL_SECTION, ini_key))
+        if variable:
+            label += f" ($env:{variable})"
+        offers.add(_BY_INI[ini_key].name, _Candidate("ini", label, raw=value, hidden=bool(variable)))
     _serviceaccount(serviceaccount_dir, env, offers, problems)
     if kube is not None:
         _kubeconfig(kube, offers)
@@ -524,7 +544,8 @@ def load(
         try:
             values[name] = key.parse(candidate.raw, candidate.label)
         except ValueError as e:
-            problems.add(key.exit_code, str(e), name)
+            message = _hide_value(str(e), candidate.raw, candidate.label) if candidate.hidden else str(e)
+            problems.add(key.exit_code, message, name)
             values[name] = key.default
 
     grouped = set(_CREDENTIALS) | set(_CA) | {"insecure_skip_tls_verify"}
@@ -559,6 +580,7 @@ def load(
         ),
         unknown_keys=ini.unknown_keys(),
         unknown_sections=ini.unknown_sections(),
+        env_references=tuple(sorted((s, k, v) for (s, k), v in ini.references.items())),
     )
 
 
@@ -594,6 +616,7 @@ class _Ini:
     def __init__(self, path: Optional[str], parser: Optional[configparser.ConfigParser]) -> None:
         self.path = path
         self.parser = parser
+        self.references: dict[tuple[str, str], str] = {}  # (section, key) -> env var of a $env: value
 
     @classmethod
     def read(cls, path: Optional[str], problems: _Problems) -> _Ini:
@@ -637,6 +660,7 @@ class _Ini:
                     )
                     continue
                 value = env[variable]
+                self.references[(name, key)] = variable
             if value:  # an empty value counts as unset, like an empty env var
                 resolved[key] = value
         return resolved
@@ -908,17 +932,24 @@ def render(settings: Settings) -> str:
         else:
             shown = _render_value(value)
         lines.append(f"{key.ini} = {shown}  ({source})")
-    for name, label in (("client_cert_file", "client_certificate"), ("client_key_file", "client_key")):
-        data = getattr(settings, name.replace("_file", "_data"))
-        path = getattr(settings, name)
+    for prefix, label in (("client_cert", "client_certificate"), ("client_key", "client_key")):
+        path, data = getattr(settings, f"{prefix}_file"), getattr(settings, f"{prefix}_data")
         if path or data:
-            shown = path if path else (REDACTED if "key" in name else "<inline data>")
-            lines.append(f"{label} = {shown}  ({settings.sources.get(name, 'kubeconfig')})")
+            shown = path if path else (REDACTED if prefix == "client_key" else "<inline data>")
+            source = settings.sources.get(f"{prefix}_file" if path else f"{prefix}_data", "kubeconfig")
+            lines.append(f"{label} = {shown}  ({source})")
+    referenced = {(section, key): variable for section, key, variable in settings.env_references}
     for name, section in sorted(settings.plugin_configs.items()):
         lines.append(f"[{PLUGIN_SECTION_PREFIX}{name}]")
+        section_name = f"{PLUGIN_SECTION_PREFIX}{name}"
         for option, value in section.items():
-            secret = any(word in option.lower() for word in SECRET_WORDS)
-            lines.append(f"{option} = {REDACTED if secret and value else _one_line(value)}  (ini)")
+            if referenced.get((section_name, option)):
+                shown = f"<from ${referenced[(section_name, option)]}>"
+            elif any(word in option.lower() for word in SECRET_WORDS):
+                shown = REDACTED
+            else:
+                shown = _one_line(value)
+            lines.append(f"{option} = {shown}  (ini)")
     return "\n".join(lines) + "\n"
 
 
