@@ -1,0 +1,277 @@
+"""The object store: one global resourceVersion counter, current objects, and the change history.
+
+It behaves like etcd behind the watch cache: every write gets the next revision (shared by all
+resources), the history of changes is kept up to ``history_limit`` entries (older revisions are
+"compacted" and answer 410), and a list can be served as of any retained revision, which is how
+paginated lists stay consistent while objects change between pages.
+
+Stored objects are never mutated after they are stored: readers may hold them without copying, and the
+rendered watch line of each change is computed once and shared by every watcher.
+"""
+
+from __future__ import annotations
+
+import datetime
+import threading
+import uuid
+from collections.abc import Callable
+from typing import Any, Optional
+
+import orjson
+
+from watcher.localapi import status
+from watcher.localapi.resources import RESOURCES, ResourceType
+
+Obj = dict[str, Any]
+
+# Physically drop forgotten history only in large steps, so trimming stays O(1) amortised per write.
+_TRIM_STEP = 4096
+
+
+class Change:
+    """One write: the revision it got, the object after (for DELETED: the last state with the new
+    revision) and before, and its watch line rendered once."""
+
+    __slots__ = ("key", "line", "namespace", "obj", "prev", "rtype", "rv", "type")
+
+    def __init__(
+        self,
+        rv: int,
+        rtype: ResourceType,
+        key: str,
+        namespace: str,
+        type_: str,
+        obj: Obj,
+        prev: Optional[Obj],
+    ) -> None:
+        self.rv = rv
+        self.rtype = rtype
+        self.key = key
+        self.namespace = namespace
+        self.type = type_
+        self.obj = obj
+        self.prev = prev
+        self.line = event_line(type_, obj)
+
+
+def event_line(type_: str, obj: Obj) -> bytes:
+    return orjson.dumps({"type": type_, "object": obj}, option=orjson.OPT_APPEND_NEWLINE)
+
+
+def clone(obj: Any) -> Any:
+    """A deep copy through JSON: faster than copy.deepcopy and rejects what JSON cannot carry."""
+    try:
+        return orjson.loads(orjson.dumps(obj))
+    except TypeError as exc:
+        raise status.bad_request(f"the object is not valid JSON: {exc}") from None
+
+
+def object_key(rtype: ResourceType, namespace: str, name: str) -> str:
+    """The etcd-like key; lists are ordered by it, as the real server orders them."""
+    return f"{namespace}/{name}" if rtype.namespaced else name
+
+
+def now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _body(obj: Obj) -> Obj:
+    """What ``metadata.generation`` tracks: everything but metadata and status."""
+    return {k: v for k, v in obj.items() if k not in ("metadata", "status")}
+
+
+class Store:
+    def __init__(self, history_limit: int) -> None:
+        if history_limit < 1:
+            raise ValueError("history_limit must be at least 1")
+        self.cond = threading.Condition(threading.Lock())
+        self.history_limit = history_limit
+        self.rv = 1
+        # A watch or a consistent read from revision N works while N >= floor: history holds every
+        # change after floor.
+        self.floor = 1
+        self._objects: dict[ResourceType, dict[str, Obj]] = {r: {} for r in RESOURCES}
+        self._history: list[Change] = []
+        self._start = 0  # index of the first retained change (the one with revision floor + 1)
+
+    # --- reads (callers hold self.cond) --------------------------------------------------------------
+
+    def get(self, rtype: ResourceType, namespace: str, name: str) -> Obj:
+        obj = self._objects[rtype].get(object_key(rtype, namespace, name))
+        if obj is None:
+            raise status.not_found(rtype, name)
+        return obj
+
+    def items(self, rtype: ResourceType, at_rv: Optional[int] = None) -> list[tuple[str, Obj]]:
+        """All objects of ``rtype`` in key order, now or as of revision ``at_rv``.
+
+        Raises 410 when ``at_rv`` has been compacted away.
+        """
+        objects = self._objects[rtype]
+        if at_rv is not None and at_rv < self.rv:
+            if at_rv < self.floor:
+                raise status.too_old(at_rv, self.floor + 1)
+            objects = dict(objects)
+            for change in reversed(self._history[self._index(at_rv + 1) :]):
+                if change.rtype is rtype:
+                    if change.prev is None:
+                        objects.pop(change.key, None)
+                    else:
+                        objects[change.key] = change.prev
+        return sorted(objects.items())
+
+    def changes_after(self, rv: int, limit: int) -> Optional[list[Change]]:
+        """Up to ``limit`` changes with a revision above ``rv``; None when some were compacted away."""
+        if rv < self.floor:
+            return None
+        start = self._index(rv + 1)
+        return self._history[start : start + limit]
+
+    def _index(self, rv: int) -> int:
+        return self._start + (rv - self.floor - 1)
+
+    # --- writes (callers hold self.cond; they notify) -------------------------------------------------
+
+    def _commit(
+        self, rtype: ResourceType, key: str, namespace: str, type_: str, obj: Obj, prev: Optional[Obj]
+    ) -> None:
+        change = Change(self.rv, rtype, key, namespace, type_, obj, prev)
+        if type_ == "DELETED":
+            del self._objects[rtype][key]
+        else:
+            self._objects[rtype][key] = obj
+        self._history.append(change)
+        if len(self._history) - self._start > self.history_limit:
+            self._start += 1
+            self.floor += 1
+        if self._start >= _TRIM_STEP and self._start * 2 >= len(self._history):
+            del self._history[: self._start]
+            self._start = 0
+        self.cond.notify_all()
+
+    def _namespace_of(self, rtype: ResourceType, meta: Obj) -> str:
+        if not rtype.namespaced:
+            meta.pop("namespace", None)
+            return ""
+        namespace = meta.get("namespace") or "default"
+        meta["namespace"] = namespace
+        return str(namespace)
+
+    def create(self, rtype: ResourceType, obj: Obj) -> Obj:
+        """``obj`` must be a private copy; it becomes the stored object."""
+        meta = obj.get("metadata")
+        if not isinstance(meta, dict):
+            meta = obj["metadata"] = {}
+        if not meta.get("name") and meta.get("generateName"):
+            meta["name"] = f"{meta['generateName']}{uuid.uuid4().hex[:5]}"
+        name = meta.get("name")
+        if not name or not isinstance(name, str):
+            raise status.invalid(rtype, "", "metadata.name: Required value: name or generateName is required")
+        namespace = self._namespace_of(rtype, meta)
+        key = object_key(rtype, namespace, name)
+        if key in self._objects[rtype]:
+            raise status.already_exists(rtype, name)
+        self.rv += 1
+        obj["kind"], obj["apiVersion"] = rtype.kind, rtype.api_version
+        for field in ("resourceVersion", "deletionTimestamp", "selfLink"):
+            meta.pop(field, None)
+        meta["uid"] = str(uuid.uuid4())
+        meta["resourceVersion"] = str(self.rv)
+        meta["creationTimestamp"] = now()
+        meta["generation"] = 1
+        self._commit(rtype, key, namespace, "ADDED", obj, None)
+        return obj
+
+    def replace(
+        self, rtype: ResourceType, namespace: str, name: str, new: Obj, only_status: bool = False
+    ) -> Obj:
+        """Full update with optimistic concurrency when ``new`` carries a resourceVersion.
+
+        A write that changes nothing gets no new revision and no event, as on the real server: plugins
+        that patch idempotently must not cause an endless MODIFIED loop.
+        """
+        old = self.get(rtype, namespace, name)
+        meta = new.get("metadata")
+        if not isinstance(meta, dict):
+            meta = new["metadata"] = {}
+        wanted = meta.get("resourceVersion")
+        if wanted not in (None, "") and str(wanted) != old["metadata"]["resourceVersion"]:
+            raise status.conflict(rtype, name)
+        if only_status:
+            new = (
+                {**old, "status": new["status"]}
+                if "status" in new
+                else {k: v for k, v in old.items() if k != "status"}
+            )
+            meta = dict(old["metadata"])
+            new["metadata"] = meta
+        old_meta = old["metadata"]
+        for field in ("name", "uid", "creationTimestamp", "generation", "resourceVersion"):
+            meta[field] = old_meta[field]
+        if rtype.namespaced:
+            meta["namespace"] = namespace
+        else:
+            meta.pop("namespace", None)
+        new["kind"], new["apiVersion"] = rtype.kind, rtype.api_version
+        if new == old:
+            return old
+        if _body(new) != _body(old):
+            meta["generation"] = int(old_meta.get("generation") or 1) + 1
+        self.rv += 1
+        meta["resourceVersion"] = str(self.rv)
+        self._commit(rtype, object_key(rtype, namespace, name), namespace, "MODIFIED", new, old)
+        return new
+
+    def modify(
+        self,
+        rtype: ResourceType,
+        namespace: str,
+        name: str,
+        mutate: Callable[[Obj], Obj],
+        only_status: bool = False,
+    ) -> Obj:
+        """Apply a patch function to a copy of the current object; a resourceVersion the patch sets is
+        a precondition, as with the real server."""
+        old = self.get(rtype, namespace, name)
+        new = mutate(clone(old))
+        if not isinstance(new, dict):
+            raise status.bad_request("the patched object is not a JSON object")
+        meta = new.get("metadata") if isinstance(new.get("metadata"), dict) else {}
+        if meta.get("name", name) != name:
+            raise status.bad_request(
+                f"the name of the object ({meta.get('name')}) does not match the name on the URL ({name})"
+            )
+        return self.replace(rtype, namespace, name, new, only_status)
+
+    def delete(
+        self, rtype: ResourceType, namespace: str, name: str, preconditions: Optional[Obj] = None
+    ) -> Obj:
+        old = self.get(rtype, namespace, name)
+        preconditions = preconditions or {}
+        if preconditions.get("uid") and preconditions["uid"] != old["metadata"]["uid"]:
+            raise status.error(
+                409,
+                f"Precondition failed: UID in precondition: {preconditions['uid']}, UID in "
+                f"object meta: {old['metadata']['uid']}",
+                "Conflict",
+            )
+        wanted = preconditions.get("resourceVersion")
+        if wanted and str(wanted) != old["metadata"]["resourceVersion"]:
+            raise status.error(
+                409,
+                f"Precondition failed: ResourceVersion in precondition: {wanted}, "
+                f"ResourceVersion in object meta: {old['metadata']['resourceVersion']}",
+                "Conflict",
+            )
+        self.rv += 1
+        gone = {**old, "metadata": {**old["metadata"], "resourceVersion": str(self.rv)}}
+        self._commit(rtype, object_key(rtype, namespace, name), namespace, "DELETED", gone, old)
+        return gone
+
+    def compact(self) -> None:
+        """Forget all history: every older revision now answers 410, as after an etcd compaction."""
+        self.floor = self.rv
+        self._start = len(self._history)
+        del self._history[: self._start]
+        self._start = 0
+        self.cond.notify_all()
