@@ -209,17 +209,16 @@ def load(
     seen: set[str] = set()
     for number, item in enumerate(items, 1):
         label = f"rule #{number}"
-        if isinstance(item, Mapping) and isinstance(item.get("name"), str):
-            label = f"rule {item['name']!r} (#{number})"
+        name = item.get("name") if isinstance(item, Mapping) else None
+        if isinstance(name, str):
+            label = f"rule {name!r} (#{number})"
+            if name in seen:
+                problems.append(f"rules_file {source}: {label}: the name is used by an earlier rule")
+            seen.add(name)
         try:
-            rule = _parse_rule(item, kind, schema)
+            rules.append(_parse_rule(item, kind, schema))
         except RuleError as e:
             problems.append(f"rules_file {source}: {label}: {e}")
-            continue
-        if rule.name in seen:
-            problems.append(f"rules_file {source}: {label}: the name is used by an earlier rule")
-        seen.add(rule.name)
-        rules.append(rule)
     if problems:
         raise errors.PluginError([(errors.EXIT_PLUGIN, problem) for problem in problems])
     return rules

@@ -163,7 +163,7 @@ def _url(config: Mapping[str, str], sink: str, problems: list[str]) -> Optional[
     url = config.get(key, "").strip()
     path = config.get(file_key, "").strip()
     if url and path:
-        problems.append(f"{key} and {file_key} exclude each other; set one")
+        problems.append(f"{key} and {file_key} exclude each other, set only one")
         return None
     if path:
         problem = _check_file(file_key, path)
@@ -202,7 +202,7 @@ def _endpoint(config: Mapping[str, str], sink: str, problems: list[str]) -> Opti
         values[key] = path
     _, values["basic_auth_user"] = setting("basic_auth_user")
     if values["bearer_token_file"] and (values["basic_auth_user"] or values["basic_auth_password_file"]):
-        problems.append(f"{sink}: bearer_token_file and basic auth exclude each other; set one")
+        problems.append(f"{sink}: bearer_token_file and basic auth exclude each other, set only one")
     if bool(values["basic_auth_user"]) != bool(values["basic_auth_password_file"]):
         problems.append(f"{sink}: basic auth needs both basic_auth_user and basic_auth_password_file")
     name, timeout = setting("timeout")
