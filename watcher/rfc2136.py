@@ -630,20 +630,24 @@ class Updater:
         """Ask the server itself (not a resolver, no recursion): the values it holds now, [] if none.
 
         TXT values come back joined and decoded; other types in zone-file text (``192.0.2.1``,
-        ``router.example.test.``). A CNAME at the name is not followed.
+        ``router.example.test.``). A CNAME at the name is not followed. Beware wildcards: for a name that
+        does not exist, the server answers from a covering ``*`` record; prerequisites never do.
         """
+        return self.lookup(fqdn, rdtype)[1]
+
+    def lookup(self, fqdn: str, rdtype: str) -> tuple[int, list[str]]:
+        """Like :meth:`query`, with the RRset's TTL (0 when there is none)."""
         name = _absolute(fqdn)
         wanted = dns.rdatatype.from_text(rdtype)
         query = dns.message.make_query(name, wanted)
         query.flags &= ~dns.flags.RD
+        what = f"Query for {fqdn} {rdtype}"
 
         def ask() -> dns.message.Message:
-            return _exchange(query, self.server, zone=self.zone, what=f"Query for {fqdn} {rdtype}", tcp=False)
+            return _exchange(query, self.server, zone=self.zone, what=what, tcp=False)
 
-        response = with_retries(ask, f"Query for {fqdn} {rdtype}", self.retry)
-        return [
-            rdata_text(rdata)
-            for rrset in response.answer
-            if rrset.name == name and rrset.rdtype == wanted
-            for rdata in rrset
-        ]
+        response = with_retries(ask, what, self.retry)
+        for rrset in response.answer:
+            if rrset.name == name and rrset.rdtype == wanted:
+                return int(rrset.ttl), [rdata_text(rdata) for rdata in rrset]
+        return 0, []

@@ -1,0 +1,48 @@
+"""DNS plugin: an A, AAAA or CNAME record per route, kept in sync with RFC 2136 updates signed with TSIG.
+
+See README.md beside this file for the configuration and a worked example with BIND9. The plugin
+contract is the seed's: ``init`` checks ``[plugin_dns]`` once (a bad key stops the start with a message
+naming it), ``handle_event`` acts on Route events and returns ``(message, level)``, ``close`` forgets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Optional
+
+from . import settings as settings_module
+from .plugin import DNSPlugin
+
+__all__ = ["close", "handle_event", "init"]
+
+_plugin: Optional[DNSPlugin] = None
+
+
+def init(watcher: Any, config: Mapping[str, str]) -> None:
+    """Parse and check the section; raises ValueError naming the key on bad input. Sends nothing."""
+    global _plugin
+    parsed = settings_module.parse(config)
+    unknown = settings_module.unknown_keys(config)
+    if unknown:
+        watcher.logger.warning(
+            "Unknown keys in [plugin_dns], ignored (a typo?): %s. Known keys: %s.",
+            ", ".join(unknown),
+            ", ".join(settings_module.KEYS),
+        )
+    _plugin = DNSPlugin(parsed, watcher.logger, getattr(watcher, "api", None))
+    watcher.logger.info("%s", _plugin.describe())
+
+
+def handle_event(
+    watcher: Any, event: Mapping[str, Any], config: Mapping[str, str]
+) -> Optional[tuple[str, str]]:
+    """Ensure, move or remove the record of the route in ``event``; other kinds are ignored (None)."""
+    if _plugin is None:
+        init(watcher, config)
+    assert _plugin is not None
+    return _plugin.handle(event)
+
+
+def close() -> None:
+    global _plugin
+    _plugin = None

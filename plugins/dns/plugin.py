@@ -1,0 +1,254 @@
+"""From route events to DNS changes: which hosts to ensure or remove, and what to say about it.
+
+One :class:`DNSPlugin` lives for the whole run. It remembers the host it last saw for each route, so
+that a MODIFIED with a new ``spec.host`` removes the old name; everything else it needs is in DNS (the
+ownership TXT records), so a restart loses nothing but that memory.
+
+DNS failures never raise out of here: they become one ERROR line naming the route and the rcode, and
+the watch goes on; the next resync repairs what was missed. While the server is unreachable, events
+are skipped without waiting on it again for a few seconds, so a dead server does not stall the watch
+for a timeout per route.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from watcher import errors, rfc2136
+
+from . import names, ownership, records, target
+from .settings import Settings
+from .zones import Zones
+
+# After the server failed to answer (timeout, refused connection, SERVFAIL), skip DNS work this long.
+PAUSE_SECONDS = 5.0
+
+
+@dataclass
+class Report:
+    """The parts of one event's outcome, logged as one line at the level of the worst part."""
+
+    subject: str
+    parts: list[tuple[int, str]] = field(default_factory=list)
+
+    def add(self, level: int, text: str) -> None:
+        self.parts.append((level, text))
+
+    def result(self) -> tuple[str, str] | None:
+        if not self.parts:
+            return None
+        level = max(level for level, _ in self.parts)
+        return f"{self.subject}: {'; '.join(text for _, text in self.parts)}.", logging.getLevelName(level)
+
+
+class DNSPlugin:
+    def __init__(
+        self,
+        settings: Settings,
+        logger: logging.Logger,
+        api: Any = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.logger = logger
+        self.api = api
+        self.zones = Zones(settings.server, settings.zone, settings.resolv_conf)
+        self._clock = clock
+        self._hosts: dict[tuple[str, str], str] = {}  # route -> the host we last acted on
+        self._warned: dict[tuple[str, str], str] = {}  # route -> the last warning, said once
+        self._outside: set[str] = set()  # hosts already reported as outside every zone
+        self._paused_until = 0.0
+        self._pause_reason = ""
+
+    def describe(self) -> str:
+        s = self.settings
+        key = (
+            f"TSIG key {s.server.key.name} ({s.server.key.algorithm})"
+            if s.server.key
+            else "no TSIG key (unsigned)"
+        )
+        if s.target.from_ingress:
+            points = "the canonical hostname of the router that admitted each route (CNAME)"
+        else:
+            points = f"{s.target.rdtype} {s.target.value}"
+        return (
+            f"DNS updates go to {s.server} with {key}, {self.zones.describe()}; "
+            f"route hosts point to {points} with TTL {s.ttl}; ownership records name owner {s.owner_id!r}."
+        )
+
+    # --- events ------------------------------------------------------------------------------------
+
+    def handle(self, event: Mapping[str, Any]) -> tuple[str, str] | None:
+        obj = event.get("object")
+        if not isinstance(obj, Mapping) or obj.get("kind") != "Route":
+            return None
+        meta = obj.get("metadata") or {}
+        route = (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+        report = Report(f"Route {route[0]}/{route[1]}")
+        if self._clock() < self._paused_until:
+            report.add(logging.WARNING, f"DNS update skipped: {self._pause_reason}; the next resync retries")
+            return report.result()
+        claim = ownership.claim_for(self.settings.owner_id, *route)
+        try:
+            if event.get("type") == "DELETED":
+                self._deleted(route, obj, claim, report)
+            else:
+                self._changed(route, obj, claim, report)
+        except rfc2136.DNSUpdateError as e:
+            report.add(logging.ERROR, f"DNS update failed ({e.rcode}): {e} The next resync retries")
+            if e.transient:
+                self._pause(e)
+        else:
+            if self._paused_until:
+                self._paused_until = 0.0
+                self.logger.info("The DNS server %s answers again; DNS updates resume.", self.settings.server)
+        return report.result()
+
+    def _changed(
+        self, route: tuple[str, str], obj: Mapping[str, Any], claim: ownership.Claim, report: Report
+    ) -> None:
+        raw_host = (obj.get("spec") or {}).get("host")
+        previous = self._hosts.get(route)
+        problem = names.problem(raw_host) if raw_host else None
+        host = names.normalize(raw_host) if raw_host and not problem else None
+        if previous is not None and previous != host:
+            self._remove(previous, claim, report)
+            del self._hosts[route]
+        if not raw_host:
+            report.add(logging.DEBUG, "it has no spec.host yet, so no DNS record")
+            return
+        if problem or host is None:
+            report.add(
+                logging.WARNING,
+                f"host {str(raw_host)[:100]!r} is not a valid DNS name ({problem}); nothing sent",
+            )
+            return
+        self._hosts[route] = host
+        record, why_not = target.record_for(obj, self.settings.target)
+        if record is None:
+            # Not (or no longer) admitted: a record of ours would point nowhere useful.
+            self._remove(host, claim, report)
+            report.add(logging.DEBUG, f"no record for {host}: {why_not}")
+            return
+        self._ensure(route, host, record, claim, report)
+
+    def _deleted(
+        self, route: tuple[str, str], obj: Mapping[str, Any], claim: ownership.Claim, report: Report
+    ) -> None:
+        raw_host = (obj.get("spec") or {}).get("host")
+        hosts = {self._hosts.get(route)}
+        if raw_host and not names.problem(raw_host):
+            hosts.add(names.normalize(raw_host))
+        for host in sorted(h for h in hosts if h):
+            self._remove(host, claim, report)
+        self._hosts.pop(route, None)
+        self._warned.pop(route, None)
+
+    # --- one host ----------------------------------------------------------------------------------
+
+    def _zone(self, host: str, report: Report) -> str | None:
+        zone = self.zones.zone_for(host)
+        if zone is None:
+            if host in self._outside:
+                report.add(logging.DEBUG, f"{host} is outside the zone, skipped")
+            else:
+                self._outside.add(host)
+                where = self.settings.zone or f"any zone {self.settings.server} serves"
+                report.add(logging.INFO, f"{host} is outside {where}, skipped (said once per host)")
+        return zone
+
+    def _ensure(
+        self, route: tuple[str, str], host: str, record: target.Record, claim: ownership.Claim, report: Report
+    ) -> None:
+        zone = self._zone(host, report)
+        if zone is None:
+            return
+        ttl = self.settings.ttl
+        result = records.ensure(self.zones.updater(zone), host, record, ttl, claim, self._stale_check(host))
+        outcome = result.outcome
+        level = self.settings.message_level
+        if outcome is records.Outcome.UNCHANGED:
+            report.add(logging.DEBUG, f"{host} {record} is up to date")
+        elif outcome is records.Outcome.CREATED:
+            report.add(level, f"created {host} {record} (TTL {ttl}) and its ownership record")
+        elif outcome is records.Outcome.UPDATED:
+            report.add(level, f"updated {host} to {record} (TTL {ttl})")
+        elif outcome is records.Outcome.TAKEN_OVER:
+            report.add(
+                level, f"took {host} over from {_holder(result.claim)}, which no longer uses it; now {record}"
+            )
+        else:
+            self._warn_once(route, report, _refusal(host, result))
+            return
+        self._warned.pop(route, None)
+
+    def _remove(self, host: str, claim: ownership.Claim, report: Report) -> None:
+        zone = self.zones.zone_for(host)
+        if zone is None:
+            return
+        result = records.remove(self.zones.updater(zone), host, claim)
+        if result.outcome is records.Outcome.REMOVED:
+            report.add(self.settings.message_level, f"removed the record of {host}")
+        else:
+            report.add(logging.DEBUG, f"nothing of this route's at {host} to remove")
+
+    def _stale_check(self, host: str) -> records.StaleCheck:
+        """A claim by another route of ours is stale when that route is gone or now has another host."""
+
+        def is_stale(holder: ownership.Claim) -> bool:
+            route = holder.route
+            if route is None or self.api is None:
+                return False
+            try:
+                current = self.api.get(route[0] or None, route[1])
+            except errors.NotFound:
+                return True
+            except (errors.WatcherError, OSError) as e:
+                self.logger.debug("Cannot check route %s/%s, which holds %s: %s", route[0], route[1], host, e)
+                return False
+            current_host = (current.get("spec") or {}).get("host")
+            return not current_host or names.normalize(str(current_host)) != host
+
+        return is_stale
+
+    def _warn_once(self, route: tuple[str, str], report: Report, text: str) -> None:
+        """A name held by someone else stays so until a person acts: say it once, not on every resync."""
+        if self._warned.get(route) == text:
+            report.add(logging.DEBUG, text)
+        else:
+            self._warned[route] = text
+            report.add(logging.WARNING, text)
+
+    def _pause(self, error: rfc2136.DNSUpdateError) -> None:
+        self._paused_until = self._clock() + PAUSE_SECONDS
+        self._pause_reason = f"the DNS server {self.settings.server} did not answer ({error.rcode})"
+        self.logger.warning(
+            "The DNS server %s did not answer (%s); DNS updates pause for %.0f s.",
+            self.settings.server,
+            error.rcode,
+            PAUSE_SECONDS,
+        )
+
+
+def _holder(claim: ownership.Claim | None) -> str:
+    if claim is None:
+        return "nobody"
+    route = claim.route
+    return f"route {route[0]}/{route[1]}" if route else claim.resource
+
+
+def _refusal(host: str, result: records.Result) -> str:
+    owner_name = names.owner_name(host)
+    if result.outcome is records.Outcome.CLAIMED:
+        return f"{host} already belongs to {_holder(result.claim)}; left alone (first come, first served)"
+    if result.outcome is records.Outcome.CONFLICT:
+        return f"{host} kept changing while being updated; left for the next event or resync"
+    if result.claim is not None:
+        return f"{host} belongs to owner {result.claim.owner!r} ({result.claim.resource}); left alone"
+    if result.foreign_values:
+        return f"{host} has an ownership TXT at {owner_name} that is not ours; left alone"
+    return f"{host} exists in DNS without our ownership TXT at {owner_name}; left alone"
