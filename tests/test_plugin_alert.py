@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import json
 import logging
 import re
 from collections.abc import Iterator, Mapping
@@ -20,7 +21,7 @@ import pytest
 
 import plugins.alert as plugin
 from plugins.alert import engine, rules, settings, sinks
-from tests.harness import SECRETS, wait_until
+from tests.harness import SECRETS, running_watcher, wait_until
 from tests.servers import free_port
 from tests.servers.alertmanager import Alertmanager, alertmanager  # noqa: F401
 from tests.servers.webhook import WebhookReceiver, webhook, webhook_factory  # noqa: F401
@@ -421,3 +422,122 @@ def test_a_generator_url_template(webhook: WebhookReceiver, started: Any) -> Non
         webhook.wait_for(1)[0].body["alerts"][0]["generatorURL"]
         == "https://console.example.test/k8s/ns/shop/events"
     )
+
+
+# --- end to end: the real watcher, the local API, Alertmanager and a webhook -------------------------
+
+
+def seen_by_record(w: Any, name: str, event_type: Optional[str] = None) -> int:
+    """How many events for ``name`` the ``record`` plugin (after ``alert`` in the chain) has handled."""
+    record = w.plugin("record")
+    with record.lock:
+        return sum(1 for e in record.events if e.name == name and event_type in (None, e.type))
+
+
+def test_end_to_end_events_become_alerts_updates_and_resolutions(
+    local_api: Any, alertmanager: Alertmanager, webhook: WebhookReceiver
+) -> None:
+    ini = {
+        "plugin_alert": {
+            "alertmanager_url": alertmanager.url,
+            "webhook_url": webhook.url,
+            "repeat_interval": "1h",
+        }
+    }
+    env = {"WATCHER_RESYNC_PERIOD": "0.3"}
+    with running_watcher(
+        local_api, resource="events", namespace="shop", plugins="alert,record", ini=ini, env=env
+    ) as w:
+        event = k8s_event("e2e-web")
+        name = event["metadata"]["name"]
+        local_api.create("events", event)
+        (alert,) = wait_until(
+            lambda: alertmanager.alerts(alertname="PodCrashLooping", name="e2e-web"), what="alert"
+        )
+        assert alert["labels"] == {
+            "alertname": "PodCrashLooping",
+            "severity": "warning",
+            "namespace": "shop",
+            "kind": "Pod",
+            "name": "e2e-web",
+        }
+        assert alert["annotations"]["summary"] == "Pod shop/e2e-web is crash-looping (CrashLoopBackOff)"
+        assert alert["annotations"]["description"].startswith(CRASH.format(pod="e2e-web") + " (seen 1 times")
+        assert alert["generatorURL"] == f"{local_api.url}/api/v1/namespaces/shop/events/{name}"
+
+        # Resyncs re-deliver the Event every 0.3 s and a label change modifies it: no repeat is sent.
+        wait_until(lambda: seen_by_record(w, name, "MODIFIED") >= 3, what="three resyncs")
+        local_api.patch("events", "shop", name, {"metadata": {"labels": {"seen-by": "test"}}})
+        # kubelet counts the event again: the alert is updated in place.
+        local_api.patch("events", "shop", name, {"count": 2})
+        wait_until(
+            lambda: [
+                a
+                for a in alertmanager.alerts(alertname="PodCrashLooping", name="e2e-web")
+                if "(seen 2 times" in a["annotations"]["description"]
+            ],
+            what="the updated description",
+        )
+        # Events reach plugins in order, so the label change and the resyncs were handled before this.
+        posted = webhook.wait_for(2)
+        assert len(webhook.requests) == 2
+        assert "(seen 2 times" in posted[1].body["alerts"][0]["annotations"]["description"]
+        assert len(alertmanager.alerts(alertname="PodCrashLooping")) == 1
+
+        # The Event expires: the alert is resolved.
+        local_api.delete("events", "shop", name)
+        wait_until(lambda: not alertmanager.alerts(alertname="PodCrashLooping"), what="the alert to resolve")
+        resolved = webhook.wait_for(3)[2].body
+        assert resolved["status"] == "resolved" and resolved["alerts"][0]["labels"]["name"] == "e2e-web"
+        assert w.errors == 0 and w.plugin("alert").state.failures == 0
+
+
+def test_end_to_end_a_dead_sink_is_an_error_and_the_watch_goes_on(
+    local_api: Any, webhook: WebhookReceiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    ini = {
+        "plugin_alert": {
+            "alertmanager_url": f"http://127.0.0.1:{free_port()}",
+            "webhook_url": webhook.url,
+            "retries": "1",
+        }
+    }
+    with running_watcher(local_api, resource="events", namespace="shop", plugins="alert", ini=ini) as w:
+        local_api.create(
+            "events", k8s_event("e2e-a", reason="FailedScheduling", message="0/3 nodes are available.")
+        )
+        local_api.create(
+            "events", k8s_event("e2e-b", reason="FailedScheduling", message="0/3 nodes are available.")
+        )
+        assert [r.body["alerts"][0]["labels"]["name"] for r in webhook.wait_for(2)] == ["e2e-a", "e2e-b"]
+        lines = wait_until(
+            lambda: [
+                r.getMessage()
+                for r in caplog.records
+                if r.levelno == logging.ERROR and "Could not send" in r.getMessage()
+            ],
+            what="the ERROR lines",
+        )
+        assert (
+            "alert PodUnschedulable for Pod shop/e2e-a (new) to Alertmanager at http://127.0.0.1:" in lines[0]
+        )
+        assert "cannot connect (Connection refused) after 2 attempts" in lines[0]
+        wait_until(lambda: w.plugin("alert").state.failures == 2, what="two counted failures")
+        assert w.errors == 0  # the plugin did not raise: the dispatcher had nothing to catch
+
+
+def test_end_to_end_bad_rules_stop_the_start(local_api: Any, tmp_path: Path) -> None:
+    rule = {
+        "name": "X",
+        "match": {"object.reason": "BackOff"},
+        "severity": "warning",
+        "summary": "{object.reasn}",
+    }
+    (tmp_path / "rules.yaml").write_text(json.dumps({"rules": [rule]}))  # JSON is YAML too
+    ini = {"plugin_alert": {"webhook_url": "http://127.0.0.1:9/", "rules_file": str(tmp_path / "rules.yaml")}}
+    expected = r"refused to start: rules_file .*: rule 'X' \(#1\): summary: 'object.reasn' names nothing"
+    with (
+        pytest.raises(errors.PluginError, match=expected),
+        running_watcher(local_api, resource="events", namespace="shop", plugins="alert", ini=ini),
+    ):
+        pass
