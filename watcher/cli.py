@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any, NoReturn, Optional
 
 import watcher
-from watcher import config, errors, logsetup
+from watcher import config, errors, health, leader, logsetup
 from watcher.client import Client, ResourceInfo, api_path_target
 from watcher.dispatch import Dispatcher, PluginAPI, load
 from watcher.informer import Backoff, Informer, Tuning
@@ -38,6 +38,8 @@ class App:
         self.stop_event = threading.Event()
         self.informer: Optional[Informer] = None
         self.dispatcher: Optional[Dispatcher] = None
+        self.probes = health.Probes(health.stale_after(tuning.watch_timeout, tuning.read_margin))
+        self.runner: Optional[leader.Runner] = None
 
     def start(self) -> None:
         """Everything that can fail on bad configuration, before the first event: fail fast, cleanly."""
@@ -65,6 +67,9 @@ class App:
                 field_selector=s.field_selector,
                 resync_period=s.resync_period,
                 tuning=self.tuning,
+            )
+            self.runner = leader.Runner.for_settings(
+                s, self.client, self.informer, self.stop_event, self.probes, self.metrics
             )
             scope = f"namespace {s.namespace}" if namespaced else "all namespaces"
             logger.info(
@@ -99,9 +104,9 @@ class App:
         return None
 
     def run(self) -> None:
-        """Watch until ``stop()``; the informer never returns on its own."""
-        if self.informer is not None:
-            self.informer.run(self.stop_event)
+        """Watch until ``stop()`` (with leader election: only while holding the Lease)."""
+        if self.runner is not None:
+            self.runner.run()
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -184,7 +189,9 @@ def serve(settings: config.Settings, *, demo: Any = None) -> int:
             demo.stop_driver()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    server = None
     try:
+        server = health.start(settings.metrics_port, app.probes, app.metrics.registry)
         app.start()
         if demo is not None:
             demo.start_driver()
@@ -198,6 +205,8 @@ def serve(settings: config.Settings, *, demo: Any = None) -> int:
         return errors.EXIT_OK
     finally:
         app.close()
+        if server is not None:
+            server.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 
