@@ -296,7 +296,7 @@ def test_tls_is_verified_with_the_ca_file(
     assert len(receiver.requests) == 1
 
 
-def test_server_errors_are_retried_and_client_errors_are_not(
+def test_server_errors_are_retried_then_rested_and_client_errors_are_not(
     webhook: WebhookReceiver, started: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     webhook.status = 503
@@ -304,12 +304,21 @@ def test_server_errors_are_retried_and_client_errors_are_not(
     assert handle("ADDED", k8s_event("web-1")) is None
     assert len(webhook.requests) == 3
     assert errors_logged(caplog)[0].endswith("HTTP 503 '{}' after 3 attempts.")
+    # A sink that is down is left alone for a while: the next alert fails at once, without a request.
+    assert handle("ADDED", k8s_event("web-2")) is None
+    assert len(webhook.requests) == 3 and state.failures == 2
+    assert "cool-down after failing (HTTP 503 '{}')" in errors_logged(caplog)[1]
     plugin.close()
+
     webhook.status = 400
     state = started({"webhook_url": webhook.url, "retries": "2"})
     assert handle("ADDED", k8s_event("web-1")) is None
     assert len(webhook.requests) == 4 and state.failures == 1
-    assert errors_logged(caplog)[1].endswith("HTTP 400 '{}' after 1 attempt.")
+    assert errors_logged(caplog)[2].endswith("HTTP 400 '{}' after 1 attempt.")
+    # The receiver refused that payload but is not down: the next alert is tried.
+    webhook.status = 200
+    assert handle("ADDED", k8s_event("web-2")) is not None
+    assert len(webhook.requests) == 5 and state.failures == 1
 
 
 def test_a_hanging_sink_is_cut_short_by_the_time_budget(

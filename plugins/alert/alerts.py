@@ -207,6 +207,10 @@ class Tracker:
         wall_ends = wall + dt.timedelta(seconds=self.lifetime)
         return Alert(key, candidate.annotations, entry.starts_at, wall_ends, candidate.generator_url), reason
 
+    def knows(self, source: str) -> bool:
+        """Whether any alert rests on ``source``: if not, its changes cannot resolve anything."""
+        return source in self._by_source
+
     def last_sent(self, key: Labels) -> Optional[float]:
         entry = self._entries.get(key)
         return entry.sent_at if entry is not None and entry.sent is not None else None

@@ -55,13 +55,13 @@ class AlertEngine:
         ]
         # Deleted: everything this object kept up is resolved. Still there: only what it no longer matches.
         stale: Optional[list[str]] = None
-        if event_type != "DELETED":
+        if event_type != "DELETED" and any(sink.tracker.knows(source) for sink in self.sinks):
             stale = [rule.name for rule in self.rules if not rule.matches_object(event)]
         done: list[str] = []
         for sink in self.sinks:
             batch: list[alerts.Alert] = []
             reasons: list[str] = []
-            if stale is None or stale:
+            if sink.tracker.knows(source) and (event_type == "DELETED" or stale):
                 for alert in sink.tracker.release(source, wall, stale):
                     batch.append(alert)
                     reasons.append("resolved")

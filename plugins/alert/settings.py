@@ -143,7 +143,7 @@ def load(config: Mapping[str, str]) -> AlertSettings:
     endpoints = {sink: _endpoint(config, sink, problems) for sink in SINKS}
     if not any(endpoints.values()) and not problems:
         problems.append(
-            "set alertmanager_url or webhook_url (or both): without a sink no alert goes anywhere"
+            "set alertmanager_url or webhook_url (or their _file forms): without a sink, alerts go nowhere"
         )
     if problems:
         raise errors.PluginError([(errors.EXIT_PLUGIN, f"[plugin_alert] {p}") for p in problems])

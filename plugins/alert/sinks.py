@@ -1,8 +1,10 @@
 """Where alerts go: Alertmanager's API v2, or a webhook taking JSON or Slack-style ``{"text": ...}``.
 
 Sending runs on the watch thread, so it is bounded: a few quick retries with backoff, never more than
-twice ``timeout`` per send, and after a failed send the sink is left alone for a cool-down (5 s,
-doubling to 5 min) during which alerts for it fail at once. Every failure is an ERROR line naming the
+twice ``timeout`` per send, and after a send that failed for a reason retrying could cure (no
+connection, a timeout, 5xx, 408, 429) the sink is left alone for a cool-down (5 s, doubling to 5 min)
+during which alerts for it fail at once. Other answers (400, 401, 403, a TLS verification failure)
+fail that send at once, without retries or cool-down. Every failure is an ERROR line naming the
 alert and the object, and is counted; nothing is dropped silently.
 
 Messages name a sink by scheme, host and port only: a Slack webhook's path is its secret, and the
@@ -110,9 +112,12 @@ class Poster:
                 return
             delay = BACKOFF_INITIAL * 2 ** (attempt - 1) * random.uniform(0.8, 1.2)
             if not retry or attempt > self.endpoint.retries or self._clock() + delay >= deadline:
-                self._cooldown = min(COOLDOWN_MAX, self._cooldown * 2) if self._cooldown else COOLDOWN_INITIAL
-                self._down_until = self._clock() + self._cooldown
-                self._last_error = problem
+                if retry:  # down or overloaded, not merely refusing this payload: leave it alone a while
+                    self._cooldown = (
+                        min(COOLDOWN_MAX, self._cooldown * 2) if self._cooldown else COOLDOWN_INITIAL
+                    )
+                    self._down_until = self._clock() + self._cooldown
+                    self._last_error = problem
                 tries = f"{attempt} attempt{'s' if attempt > 1 else ''}"
                 raise SinkError(f"{problem} after {tries}")
             logger.debug("Retrying the POST to %s in %.2f s: %s.", self.endpoint.display, delay, problem)
