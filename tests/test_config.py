@@ -290,6 +290,17 @@ def test_a_value_from_an_env_reference_is_never_quoted(layers: Layers) -> None:
     assert s.plugin_config("x")["endpoint"] == TOKEN
     assert "endpoint = <from $MY_TOKEN>  (ini)" in config.render(s).splitlines()
     assert TOKEN not in config.render(s)
+    ini = layers.ini("[global]\nk8s_api_path = $env:MY_TOKEN\n")
+    s = layers.load({**BASE_ENV, "K8S_TOKEN": "t", "MY_TOKEN": "x" + TOKEN}, ini)
+    assert s.api_path == "/x" + TOKEN
+    assert "k8s_api_path = <from $MY_TOKEN>  (ini)" in config.render(s).splitlines()
+    assert TOKEN not in config.render(s) and TOKEN not in repr(s)
+    ini = layers.ini("[global]\nk8s_ca = $env:MY_TOKEN\n")
+    error = layers.fail({**BASE_ENV, "K8S_TOKEN": "t", "MY_TOKEN": TOKEN}, ini)
+    assert (
+        str(error)
+        == f"k8s_ca in [global] of {ini} ($env:MY_TOKEN): cannot read the CA file: No such file or directory"
+    )
 
 
 def test_inline_comments_as_in_the_2017_sample(layers: Layers) -> None:
@@ -336,7 +347,7 @@ def test_token_and_token_file_in_the_same_layer_is_an_error(layers: Layers) -> N
     token_file.write_text("x")
     error = layers.fail({**BASE_ENV, "K8S_TOKEN": TOKEN, "K8S_TOKEN_FILE": str(token_file)})
     assert error.exit_code == errors.EXIT_USAGE
-    assert "K8S_TOKEN and K8S_TOKEN_FILE are both set" in str(error)
+    assert "K8S_TOKEN and K8S_TOKEN_FILE are both set: set only one of them" in str(error)
     # In different layers the higher one simply wins.
     ini = layers.ini(f"[global]\nk8s_token_file = {token_file}\n")
     assert layers.load({**BASE_ENV, "K8S_TOKEN": TOKEN}, ini).token_file is None
@@ -358,11 +369,13 @@ def test_31_resource_invalid(layers: Layers) -> None:
     assert "K8S_RESOURCE: 'Routes/status' is not a resource name" in str(error)
 
 
-def test_32_namespace_missing_unless_all_namespaces(layers: Layers) -> None:
+def test_32_namespace_missing_when_declared_namespaced(layers: Layers) -> None:
     env = {**BASE_ENV, "K8S_NAMESPACE": "", "K8S_TOKEN": TOKEN}
-    error = layers.fail(env)
+    error = layers.fail({**env, "K8S_NAMESPACED": "true"})
     assert codes(error) == [32]
     assert "no namespace" in str(error) and "K8S_NAMESPACED=false" in str(error)
+    # Unset: discovery decides (a cluster-scoped resource needs no namespace); false: all namespaces.
+    assert layers.load(env).namespace is None
     s = layers.load({**env, "K8S_NAMESPACED": "false"})
     assert (s.namespace, s.namespaced) == (None, False)
 
@@ -467,8 +480,8 @@ def test_2_config_file_unparsable_without_quoting_its_lines(layers: Layers) -> N
     error = layers.fail(BASE_ENV, ini)
     assert isinstance(error, errors.UsageError)
     assert str(error) == (
-        f"cannot parse config file {ini}: line 1 comes before any [section] header; "
-        "start the file with [global]"
+        f"cannot parse config file {ini}: line 1 comes before any [section] header "
+        "(start the file with [global])"
     )
     ini = layers.ini(f"[global]\nk8s_resource = routes\nthis line {TOKEN}\n")
     error = layers.fail(BASE_ENV, ini)
@@ -535,6 +548,7 @@ def test_2_ca_file_that_cannot_be_read(layers: Layers) -> None:
 def test_every_problem_is_reported_at_once_most_specific_first(layers: Layers) -> None:
     env = {
         "K8S_API_ENDPOINT": "ftp://x",
+        "K8S_NAMESPACED": "yes",
         "LOG_LEVEL": "LOUD",
         "WATCHER_METRICS_PORT": "-1",
         "WATCHER_RESYNC_PERIOD": "x",

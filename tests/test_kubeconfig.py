@@ -200,7 +200,7 @@ def test_no_kubeconfig_and_no_current_context_mean_no_layer(tmp_path: Path) -> N
     path = write(tmp_path / "kc", {**oc_login_doc(), "current-context": ""})
     assert kubeconfig.load([path]) is None
     error = load_error(tmp_path, {"KUBECONFIG": path})
-    assert [code for code, _ in error.problems] == [32, 33, 34]
+    assert [code for code, _ in error.problems] == [33, 34]
 
 
 def test_current_context_that_names_no_context(tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ import os
 import re
 import types
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Callable, ClassVar, Optional
 from urllib.parse import urlsplit
 
@@ -174,7 +174,7 @@ def _resource(value: str, label: str) -> str:
     group = name.split(".", 1)[1] if "." in name else ""
     if not _DNS_LABEL.match(plural) or (group and not _DNS_SUBDOMAIN.match(group)):
         raise ValueError(
-            f"{label}: {_shown(name)} is not a resource name; give the lower-case plural such as routes, "
+            f"{label}: {_shown(name)} is not a resource name: give the lower-case plural such as routes, "
             "optionally with its group as in routes.route.openshift.io"
         )
     return name
@@ -351,7 +351,7 @@ _EMPTY: Mapping[str, str] = types.MappingProxyType({})
 _NO_SECTIONS: Mapping[str, Mapping[str, str]] = types.MappingProxyType({})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Settings:
     """Everything the daemon needs, validated; secrets are kept out of ``repr``."""
 
@@ -367,7 +367,7 @@ class Settings:
     client_key_data: Optional[bytes] = field(default=None, repr=False)
     insecure_skip_tls_verify: bool = False
     namespace: Optional[str] = None
-    namespaced: Optional[bool] = None  # None: decided by discovery
+    namespaced: Optional[bool] = None  # None: decided by discovery (which then requires a namespace)
     api_group: Optional[str] = None  # "": the core group; None: discovered
     api_version: Optional[str] = None
     api_path: Optional[str] = None
@@ -390,6 +390,20 @@ class Settings:
     unknown_keys: tuple[str, ...] = ()  # [global] keys nobody reads: cli logs a WARNING naming them
     unknown_sections: tuple[str, ...] = ()  # sections that are neither [global] nor [plugin_<name>]
     env_references: tuple[tuple[str, str, str], ...] = ()  # (section, key, env var) of `$env:` values
+
+    def __repr__(self) -> str:
+        """Like the dataclass repr (secret fields left out), and values pulled in with $env: hidden."""
+        referenced = {key: var for section, key, var in self.env_references if section == GLOBAL_SECTION}
+        parts = []
+        for f in fields(self):
+            if not f.repr:
+                continue
+            key = _BY_NAME.get(f.name)
+            if key and self.sources.get(f.name) == "ini" and key.ini in referenced:
+                parts.append(f"{f.name}=<from ${referenced[key.ini]}>")
+            else:
+                parts.append(f"{f.name}={getattr(self, f.name)!r}")
+        return f"Settings({', '.join(parts)})"
 
     # The 2017 original's attribute names, kept for plugins written against it.
     @property
@@ -696,7 +710,7 @@ class _Ini:
 def _ini_error(e: configparser.Error) -> str:
     """configparser's own messages quote whole lines, which may hold a token: keep names and numbers."""
     if isinstance(e, configparser.MissingSectionHeaderError):
-        return f"line {e.lineno} comes before any [section] header; start the file with [{GLOBAL_SECTION}]"
+        return f"line {e.lineno} comes before any [section] header (start the file with [{GLOBAL_SECTION}])"
     if isinstance(e, configparser.DuplicateOptionError):
         return f"key {e.option!r} appears twice in [{e.section}] (line {e.lineno})"
     if isinstance(e, configparser.DuplicateSectionError):
@@ -773,7 +787,7 @@ def _check_same_layer_tokens(offers: _Offers, sources: Mapping[str, str], proble
         if token and token_file and sources.get("token") == source:
             problems.add(
                 errors.EXIT_USAGE,
-                f"{token.label} and {token_file.label} are both set; set only one of them.",
+                f"{token.label} and {token_file.label} are both set: set only one of them",
                 "token",
             )
 
@@ -797,7 +811,7 @@ def _split_resource_and_group(values: dict[str, Any], sources: dict[str, str], p
             problems.add(
                 errors.EXIT_RESOURCE,
                 f"{_BY_NAME['resource'].env} names the group {named_group!r} but "
-                f"{_BY_NAME['api_group'].env} says {group!r}; keep one.",
+                f"{_BY_NAME['api_group'].env} says {group!r}: keep one",
                 "resource",
             )
     return legacy_oapi
@@ -817,15 +831,14 @@ def _validate(
             "no resource to watch: set K8S_RESOURCE (or k8s_resource in [global] of the config file) to a "
             "plural resource name such as routes.",
         )
-    if (
-        not values.get("namespace")
-        and values.get("namespaced") is not False
-        and not failed & {"namespace", "namespaced"}
-    ):
+    # With k8s_namespaced unset, discovery decides whether a namespace is needed (cluster-scoped
+    # resources have none), so only an explicit "namespaced = true" makes it required here.
+    if not values.get("namespace") and values.get("namespaced") is True and not failed & {"namespace"}:
         problems.add(
             errors.EXIT_NAMESPACE,
-            "no namespace: set K8S_NAMESPACE (or k8s_namespace in [global]), run in a pod, or set "
-            "K8S_NAMESPACED=false to watch all namespaces or a cluster-scoped resource.",
+            "no namespace: K8S_NAMESPACED says the resource is namespaced, but no namespace is set: set "
+            "K8S_NAMESPACE (or k8s_namespace in [global]), run in a pod, or set K8S_NAMESPACED=false to "
+            "watch all namespaces",
         )
     if not values.get("endpoint") and "endpoint" not in failed:
         problems.add(
@@ -836,12 +849,10 @@ def _validate(
     _validate_credentials(values, sources, kube, offers, problems)
     ca_file = values.get("ca_file")
     if ca_file and "ca_file" not in failed:
-        label = _label(offers, "ca_file", sources)
+        label, shown = _where(offers, "ca_file", sources, ca_file)
         reason = _unreadable(ca_file)
         if reason:
-            problems.add(
-                errors.EXIT_USAGE, f"{label}: cannot read the CA file {ca_file}: {reason}.", "ca_file"
-            )
+            problems.add(errors.EXIT_USAGE, f"{label}: cannot read the CA file{shown}: {reason}", "ca_file")
 
 
 def _validate_credentials(
@@ -855,22 +866,22 @@ def _validate_credentials(
         return
     token_file = values.get("token_file")
     if token_file:
-        label = _label(offers, "token_file", sources)
+        label, shown = _where(offers, "token_file", sources, token_file)
         reason = _unreadable(token_file, must_have_content=True)
         if reason:
-            problems.add(
-                errors.EXIT_TOKEN, f"{label}: cannot use the token file {token_file}: {reason}.", "token_file"
-            )
+            message = f"{label}: cannot use the token file{shown}: {reason}"
+            problems.add(errors.EXIT_TOKEN, message, "token_file")
         return
     if values.get("token"):
         return
     cert = values.get("client_cert_file") or values.get("client_cert_data")
     key = values.get("client_key_file") or values.get("client_key_data")
     if cert or key:
-        label = _label(offers, "client_cert_file", sources) or _label(offers, "client_key_file", sources)
+        label = _label(offers, "client_cert_file" if cert else "client_key_file", sources)
         if not (cert and key):
             missing = "client-key" if cert else "client-certificate"
-            problems.add(errors.EXIT_TOKEN, f"{label}: the user has no {missing}; both are needed.", "token")
+            message = f"{label}: the user has no {missing} (a client certificate needs both)"
+            problems.add(errors.EXIT_TOKEN, message, "token")
             return
         for name in ("client_cert_file", "client_key_file"):
             path = values.get(name)
@@ -890,6 +901,13 @@ def _validate_credentials(
 def _label(offers: _Offers, name: str, sources: Mapping[str, str]) -> str:
     candidate = offers.get(name, sources.get(name, "default"))
     return candidate.label if candidate else name
+
+
+def _where(offers: _Offers, name: str, sources: Mapping[str, str], path: str) -> tuple[str, str]:
+    """The setting's label, and its file as shown in a message: not at all when it came via $env:."""
+    candidate = offers.get(name, sources.get(name, "default"))
+    hidden = candidate is not None and candidate.hidden
+    return _label(offers, name, sources), "" if hidden else f" {path}"
 
 
 def _unreadable(path: str, must_have_content: bool = False) -> Optional[str]:
@@ -917,10 +935,14 @@ def render(settings: Settings) -> str:
     if settings.kubeconfig_context:
         lines.append(f"# kubeconfig context: {settings.kubeconfig_context}")
     lines.append(f"[{GLOBAL_SECTION}]")
+    # A value pulled in with $env: may be a secret in the wrong key: show the reference, not the value.
+    referenced = {(section, key): variable for section, key, variable in settings.env_references}
     for key in KEYS:
         value = getattr(settings, key.name)
         source = settings.sources.get(key.name, "default")
-        if key.name == "ca_file" and value is None and settings.ca_data:
+        if source == "ini" and (GLOBAL_SECTION, key.ini) in referenced:
+            shown = f"<from ${referenced[(GLOBAL_SECTION, key.ini)]}>"
+        elif key.name == "ca_file" and value is None and settings.ca_data:
             shown = "<certificate-authority-data>"
             source = settings.sources.get("ca_data", source)
         elif key.secret and value:
@@ -938,7 +960,6 @@ def render(settings: Settings) -> str:
             shown = path if path else (REDACTED if prefix == "client_key" else "<inline data>")
             source = settings.sources.get(f"{prefix}_file" if path else f"{prefix}_data", "kubeconfig")
             lines.append(f"{label} = {shown}  ({source})")
-    referenced = {(section, key): variable for section, key, variable in settings.env_references}
     for name, section in sorted(settings.plugin_configs.items()):
         lines.append(f"[{PLUGIN_SECTION_PREFIX}{name}]")
         section_name = f"{PLUGIN_SECTION_PREFIX}{name}"

@@ -185,7 +185,7 @@ def _resolve(name: str, path: str, tables: Mapping[str, Mapping[str, _Entry]]) -
     if context is None:
         raise errors.ConfigError(
             f"kubeconfig {path}: current-context {name!r} names no context in "
-            f"{_listed(tables['contexts'])}; run `oc login` or `kubectl config use-context`."
+            f"{_listed(tables['contexts'])} (run `oc login` or `kubectl config use-context`)"
         )
     fields: dict[str, Any] = {"path": path, "context": name}
     ctx = _Reader(context, "context", name, problems)
@@ -246,8 +246,8 @@ def _listed(table: Mapping[str, _Entry]) -> str:
 def _unsupported(body: Mapping[str, Any], user: str, path: str) -> Optional[str]:
     """Why this user's credentials cannot be used, as a clause; None when they can (or there are none)."""
     advice = (
-        "event-watcher does not run credential plugins (it runs unattended for weeks); "
-        "give it a token instead: K8S_TOKEN=$(oc whoami -t), or K8S_TOKEN_FILE"
+        "event-watcher does not run credential plugins (it runs unattended for weeks), "
+        "so give it a token instead: K8S_TOKEN=$(oc whoami -t), or K8S_TOKEN_FILE"
     )
     exec_ = body.get("exec")
     provider = body.get("auth-provider")
@@ -263,7 +263,7 @@ def _unsupported(body: Mapping[str, Any], user: str, path: str) -> Optional[str]
         what = "basic auth (username/password), which API servers no longer accept"
     else:
         return None
-    return f"kubeconfig user {user!r} in {path} authenticates with {what}; {advice}"
+    return f"kubeconfig user {user!r} in {path} authenticates with {what}: {advice}"
 
 
 class _Reader:
