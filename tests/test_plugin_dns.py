@@ -18,9 +18,10 @@ import pytest
 
 import plugins.dns as dns_plugin
 from plugins.dns import names, ownership, plugin, settings
-from tests.harness import route
+from tests.harness import route, running_watcher, wait_until
 from tests.servers.bind import BindServer, bind_factory, bind_server  # noqa: F401
 from watcher import errors, rfc2136
+from watcher.localapi import LocalAPI
 
 ZONE = "apps.example.test"
 ROUTER_IP = "192.0.2.10"
@@ -649,3 +650,204 @@ def test_a_route_without_host_or_metadata_does_not_break_anything(bind_server: B
     bare = {"kind": "Route", "metadata": {"name": "x", "namespace": "demo"}, "spec": {}}
     assert send(watcher, "ADDED", bare, config)[1] == "DEBUG"
     assert dns_plugin.handle_event(watcher, {"type": "ADDED", "object": None}, config) is None
+
+
+# --- end to end: local API -> watcher -> dns plugin -> BIND ---------------------------------------
+
+
+def dns_lines(caplog: pytest.LogCaptureFixture, level: int, *fragments: str) -> list[str]:
+    """Lines the running watcher logged for the dns plugin at ``level`` containing every fragment."""
+    return [
+        r.getMessage()
+        for r in list(caplog.records)
+        if r.name == "plugins.dns" and r.levelno == level and all(f in r.getMessage() for f in fragments)
+    ]
+
+
+def watching(
+    local_api: LocalAPI, bind: BindServer, *, plugins: str = "dns", resync: str = "0", **extra: str
+) -> Any:
+    """The real watcher on namespace ``demo`` with the dns plugin configured for ``bind``."""
+    config = {"plugin_dns": section(bind, **extra)}
+    env = {"WATCHER_RESYNC_PERIOD": resync}
+    return running_watcher(local_api, namespace="demo", plugins=plugins, ini=config, env=env)
+
+
+def test_e2e_create_host_change_delete(local_api: LocalAPI, bind_server: BindServer) -> None:
+    with watching(local_api, bind_server) as w:
+        local_api.create("routes", route("web", "demo", host="web.apps.example.test"))
+        wait_until(lambda: bind_server.query("web.apps.example.test", "A"), what="the A record of web")
+        assert zone_state(bind_server, "web.apps.example.test") == {
+            "web.apps.example.test A": [ROUTER_IP],
+            "_event-watcher.web.apps.example.test TXT": [owner_txt("demo", "web")],
+        }
+
+        local_api.patch("routes", "demo", "web", {"spec": {"host": "shop.apps.example.test"}})
+        wait_until(lambda: bind_server.query("shop.apps.example.test", "A"), what="the A record of shop")
+        assert zone_state(bind_server, "web.apps.example.test") == {}
+        assert zone_state(bind_server, "shop.apps.example.test") == {
+            "shop.apps.example.test A": [ROUTER_IP],
+            "_event-watcher.shop.apps.example.test TXT": [owner_txt("demo", "web")],
+        }
+
+        local_api.delete("routes", "demo", "web")
+        wait_until(lambda: not zone_state(bind_server, "shop.apps.example.test"), what="the records to go")
+        assert w.errors == 0
+
+
+def test_e2e_cname_to_the_admitting_router(
+    local_api: LocalAPI, bind_server: BindServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    with watching(local_api, bind_server, application_router_ip=""):
+        local_api.create("routes", route("web", "demo", admitted=False))
+        wait_until(
+            lambda: dns_lines(caplog, logging.DEBUG, "Route demo/web", "no router has admitted it"),
+            what="the plugin to see the route before it is admitted",
+        )
+        assert zone_state(bind_server, "web.apps.example.test") == {}
+        admitted = route("web", "demo", router_canonical_hostname="router-default.apps.example.test")
+        local_api.patch("routes", "demo", "web", {"status": admitted["status"]})
+        wait_until(lambda: bind_server.query("web.apps.example.test", "CNAME"), what="the CNAME of web")
+        assert zone_state(bind_server, "web.apps.example.test") == {
+            "web.apps.example.test CNAME": ["router-default.apps.example.test."],
+            "_event-watcher.web.apps.example.test TXT": [owner_txt("demo", "web")],
+        }
+
+
+def test_e2e_a_foreign_record_is_left_alone(
+    local_api: LocalAPI, bind_server: BindServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    hand = updater(bind_server)
+    update = hand.new_update()
+    update.add(hand.name("web.apps.example.test"), 300, "A", "198.51.100.7")
+    hand.send(update)
+    with watching(local_api, bind_server) as w:
+        local_api.create("routes", route("web", "demo"))
+        local_api.create("routes", route("api", "demo"))
+        wait_until(lambda: bind_server.query("api.apps.example.test", "A"), what="the record of api")
+        wait_until(
+            lambda: dns_lines(caplog, logging.WARNING, "Route demo/web", "without our ownership TXT"),
+            what="the warning about web",
+        )
+        local_api.delete("routes", "demo", "web")
+        local_api.delete("routes", "demo", "api")
+        wait_until(lambda: not bind_server.query("api.apps.example.test", "A"), what="api's record to go")
+        assert zone_state(bind_server, "web.apps.example.test") == {
+            "web.apps.example.test A": ["198.51.100.7"]
+        }
+        assert w.errors == 0
+
+
+def test_e2e_two_routes_on_one_host(
+    local_api: LocalAPI, bind_server: BindServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    host = "shared.apps.example.test"
+    with watching(local_api, bind_server, resync="1"):
+        local_api.create("routes", route("first", "demo", host=host))
+        wait_until(lambda: bind_server.query(host, "A"), what="the first route's record")
+        local_api.create("routes", route("second", "demo", host=host))
+        wait_until(
+            lambda: dns_lines(
+                caplog, logging.WARNING, "Route demo/second", "already belongs to route demo/first"
+            ),
+            what="the warning about the second route",
+        )
+        assert zone_state(bind_server, host) == {
+            f"{host} A": [ROUTER_IP],
+            f"_event-watcher.{host} TXT": [owner_txt("demo", "first")],
+        }
+        # Said once, although the resync hands the second route over every second.
+        wait_until(
+            lambda: len(dns_lines(caplog, logging.DEBUG, "Route demo/second", "already belongs")) >= 2,
+            what="two resyncs of the second route",
+        )
+        assert len(dns_lines(caplog, logging.WARNING, "Route demo/second", "already belongs")) == 1
+
+        # The first goes away: its record goes, and a resync gives the name to the second.
+        local_api.delete("routes", "demo", "first")
+        wait_until(
+            lambda: bind_server.query(f"_event-watcher.{host}", "TXT") == [owner_txt("demo", "second")],
+            what="the second route to get the name",
+        )
+        assert zone_state(bind_server, host) == {
+            f"{host} A": [ROUTER_IP],
+            f"_event-watcher.{host} TXT": [owner_txt("demo", "second")],
+        }
+
+
+def test_e2e_restart_creates_no_duplicates(
+    local_api: LocalAPI, bind_server: BindServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    hosts = [f"app{i}.apps.example.test" for i in range(5)]
+    with watching(local_api, bind_server):
+        for i, host in enumerate(hosts):
+            local_api.create("routes", route(f"app{i}", "demo", host=host))
+        wait_until(lambda: all(bind_server.query(h, "A") for h in hosts), what="every record")
+    before = zone_state(bind_server, *hosts)
+    serial = bind_server.serial()
+    assert len(before) == 2 * len(hosts)
+    caplog.clear()
+    with watching(local_api, bind_server):
+        # Every route is ADDED again; each finds its record already right.
+        wait_until(
+            lambda: len(dns_lines(caplog, logging.DEBUG, "is up to date")) >= len(hosts),
+            what="the replayed ADDED events",
+        )
+    assert zone_state(bind_server, *hosts) == before
+    assert all(len(values) == 1 for values in before.values())
+    assert bind_server.serial() == serial
+    assert not dns_lines(caplog, logging.INFO, "created")
+
+
+def test_e2e_a_wrong_key_is_reported_and_the_watch_goes_on(
+    local_api, bind_server: BindServer, caplog
+) -> None:  # type: ignore[no-untyped-def]
+    wrong_key = {
+        "dns_key_file": "",
+        "dns_key_name": bind_server.key.name,
+        "dns_key_secret": "d3Jvbmctc2VjcmV0LXdyb25nLXNlY3JldA==",
+    }
+    with watching(local_api, bind_server, plugins="dns,record", **wrong_key) as w:
+        local_api.create("routes", route("web", "demo"))
+        (line,) = wait_until(
+            lambda: dns_lines(caplog, logging.ERROR, "Route demo/web"), what="the error line"
+        )
+        assert "DNS update failed (BADSIG)" in line
+        assert "\n" not in line
+        local_api.create("routes", route("api", "demo"))
+        wait_until(
+            lambda: dns_lines(caplog, logging.ERROR, "Route demo/api", "BADSIG"), what="the next event"
+        )
+        assert w.thread.is_alive()
+        assert w.errors == 0  # reported as a result line, not as a plugin crash
+    assert zone_state(bind_server, "web.apps.example.test", "api.apps.example.test") == {}
+    assert not [r for r in caplog.records if r.name == "plugins.dns" and r.exc_info]
+
+
+def test_e2e_server_down_then_up_is_repaired_by_resync(
+    local_api: LocalAPI, bind_server: BindServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    with watching(local_api, bind_server, resync="1") as w:
+        local_api.create("routes", route("web", "demo"))
+        wait_until(lambda: bind_server.query("web.apps.example.test", "A"), what="the first record")
+        bind_server.stop()
+        local_api.create("routes", route("api", "demo"))
+        wait_until(
+            lambda: dns_lines(caplog, logging.ERROR, "Route demo/api", "UNREACHABLE"),
+            what="the error about the unreachable server",
+        )
+        bind_server.start()
+        wait_until(lambda: bind_server.query("api.apps.example.test", "A"), timeout=30, what="the repair")
+        assert zone_state(bind_server, "web.apps.example.test", "api.apps.example.test") == {
+            "web.apps.example.test A": [ROUTER_IP],
+            "_event-watcher.web.apps.example.test TXT": [owner_txt("demo", "web")],
+            "api.apps.example.test A": [ROUTER_IP],
+            "_event-watcher.api.apps.example.test TXT": [owner_txt("demo", "api")],
+        }
+        assert w.errors == 0
+
+
+def test_e2e_bad_settings_stop_the_start_naming_the_key(local_api: LocalAPI, bind_server: BindServer) -> None:
+    with pytest.raises(errors.PluginError) as caught, watching(local_api, bind_server, dns_port="abc"):
+        pass
+    assert "plugin 'dns' refused to start: dns_port 'abc' is not a whole number." in str(caught.value)
