@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Optional, Protocol
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, exposition, generate_latest
 
 from watcher import errors
 
@@ -37,6 +37,10 @@ Clock = Callable[[], float]
 # All interfaces: the kubelet probes the pod IP. A module attribute, not a setting, so that tests that
 # launch the real CLI can keep it on 127.0.0.1.
 DEFAULT_HOST = "0.0.0.0"
+
+# The classic text format. prometheus-client 0.22+ labels its output "version=1.0.0" by default; our
+# metric names are all classic ones, so the body is the same, and 0.0.4 is what every scraper knows.
+CONTENT_TYPE = getattr(exposition, "CONTENT_TYPE_PLAIN_0_0_4", exposition.CONTENT_TYPE_LATEST)
 
 
 class Watching(Protocol):
@@ -134,7 +138,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def _respond(self, send_body: bool) -> None:
         path = self.path.split("?", 1)[0]
         if path == "/metrics":
-            status, body, content_type = 200, generate_latest(self.server.registry), CONTENT_TYPE_LATEST
+            status, body, content_type = 200, generate_latest(self.server.registry), CONTENT_TYPE
         elif path in ("/healthz", "/livez", "/readyz"):
             verdict = self.server.probes.readiness() if path == "/readyz" else self.server.probes.liveness()
             status = 200 if verdict.ok else 503
