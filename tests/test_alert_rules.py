@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from pathlib import Path
 from typing import Any
 
@@ -650,3 +651,20 @@ def test_payload_shapes() -> None:
     )
     assert "generatorURL" not in body["alerts"][0]
     assert sinks.slack_body([firing, resolved]) == {"text": "[FIRING:warning] R: s\n>d\n[RESOLVED] R: s"}
+
+
+# --- the README ---------------------------------------------------------------------------------------
+
+README = (DEFAULT_RULES.parent / "README.md").read_text(encoding="utf-8")
+
+
+def test_every_key_is_documented() -> None:
+    for key in settings.TOP_KEYS + settings.CONNECTION_KEYS:
+        assert f"| `{key}` |" in README, key
+
+
+def test_the_rule_sets_in_the_readme_are_valid() -> None:
+    blocks = re.findall(r"```yaml\n(.*?)```", README, re.DOTALL)
+    assert len(blocks) == 2
+    for block in blocks:
+        assert load(block, kind="Event", schema=paths.EVENT_SCHEMA)
