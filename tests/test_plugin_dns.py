@@ -851,3 +851,17 @@ def test_e2e_bad_settings_stop_the_start_naming_the_key(local_api: LocalAPI, bin
     with pytest.raises(errors.PluginError) as caught, watching(local_api, bind_server, dns_port="abc"):
         pass
     assert "plugin 'dns' refused to start: dns_port 'abc' is not a whole number." in str(caught.value)
+
+
+def test_a_wildcard_route_gets_the_wildcard_name(bind_server: BindServer) -> None:
+    config = section(bind_server)
+    watcher = start(config)
+    wild = route("wild", "demo", host="www.shop.apps.example.test")
+    wild["spec"]["wildcardPolicy"] = "Subdomain"
+    message, _ = send(watcher, "ADDED", wild, config)
+    assert "created *.shop.apps.example.test A 192.0.2.10" in message
+    assert bind_server.query("*.shop.apps.example.test", "A") == [ROUTER_IP]
+    assert bind_server.query("www.shop.apps.example.test", "A") == [ROUTER_IP]  # through the wildcard
+    assert bind_server.query("_event-watcher.*.shop.apps.example.test", "TXT") == [owner_txt("demo", "wild")]
+    send(watcher, "DELETED", wild, config)
+    assert zone_state(bind_server, "*.shop.apps.example.test") == {}

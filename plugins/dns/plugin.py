@@ -111,7 +111,7 @@ class DNSPlugin:
     def _changed(
         self, route: tuple[str, str], obj: Mapping[str, Any], claim: ownership.Claim, report: Report
     ) -> None:
-        raw_host = (obj.get("spec") or {}).get("host")
+        raw_host = target.record_name(obj)
         previous = self._hosts.get(route)
         problem = names.problem(raw_host) if raw_host else None
         host = names.normalize(raw_host) if raw_host and not problem else None
@@ -139,7 +139,7 @@ class DNSPlugin:
     def _deleted(
         self, route: tuple[str, str], obj: Mapping[str, Any], claim: ownership.Claim, report: Report
     ) -> None:
-        raw_host = (obj.get("spec") or {}).get("host")
+        raw_host = target.record_name(obj)
         hosts = {self._hosts.get(route)}
         if raw_host and not names.problem(raw_host):
             hosts.add(names.normalize(raw_host))

@@ -21,6 +21,21 @@ class Record:
         return f"{self.rdtype} {self.value}"
 
 
+def record_name(route: Mapping[str, Any]) -> Any:
+    """The name the route needs in DNS: ``spec.host``, or ``*.<parent>`` for a wildcard route.
+
+    OpenShift serves a route with ``wildcardPolicy: Subdomain`` and host ``www.apps.example.com`` for
+    every name under ``apps.example.com``. Returned unchecked: the caller validates it.
+    """
+    spec = route.get("spec") or {}
+    host = spec.get("host")
+    if isinstance(host, str) and spec.get("wildcardPolicy") == "Subdomain" and not host.startswith("*."):
+        _, dot, parent = host.partition(".")
+        if dot and parent:
+            return f"*.{parent}"
+    return host
+
+
 def record_for(route: Mapping[str, Any], target: Target) -> tuple[Record | None, str]:
     """The record the route's host should have, or None and why not (a few words for the log)."""
     if not target.from_ingress:
