@@ -20,17 +20,18 @@ the most specific first) so a user fixes a bad config in one go. No message ever
 from __future__ import annotations
 
 import configparser
-import ipaddress
-import math
 import os
-import re
 import types
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable, ClassVar, Optional
-from urllib.parse import urlsplit
 
+from watcher import configvalues as parse
 from watcher import errors, kubeconfig
+
+# The public spellings: plugins call config.parse_bool(value, key).
+parse_bool = parse.parse_bool
+normalize_endpoint = parse.normalize_endpoint
 
 SERVICEACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 CONFIG_FILE_ENV = "CONFIG_FILE"
@@ -39,228 +40,8 @@ PLUGIN_SECTION_PREFIX = "plugin_"
 ENV_REFERENCE_PREFIX = "$env:"
 REDACTED = "<redacted>"
 SOURCES = ("env", "ini", "serviceaccount", "kubeconfig", "default")
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-LOG_FORMATS = ("text", "json")
 # Plugin keys whose values are hidden by ``render``: they hold passwords, TSIG secrets, API keys.
 SECRET_WORDS = ("password", "secret", "token", "key")
-
-_TRUE = frozenset({"true", "yes", "1", "on"})
-_FALSE = frozenset({"false", "no", "0", "off"})
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_HOSTNAME = re.compile(
-    r"^[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?(\.[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?)*\.?$"
-)
-_PLUGIN_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
-_MAX_SHOWN = 80  # a bad value is quoted in its error message, cut to this many characters
-
-
-def parse_bool(value: str, key: str) -> bool:
-    """true/false/yes/no/1/0/on/off in any case; anything else is a ValueError naming ``key``."""
-    word = value.strip().lower()
-    if word in _TRUE:
-        return True
-    if word in _FALSE:
-        return False
-    raise ValueError(f"{key}: expected true or false, got {_shown(value)}")
-
-
-def _shown(value: str) -> str:
-    """A bad (non-secret) value as quoted in a message: repr'd so it stays on one line, and cut short."""
-    if len(value) > _MAX_SHOWN:
-        return repr(value[:_MAX_SHOWN]) + "..."
-    return repr(value)
-
-
-# --- parsers: (raw string, label for messages) -> value; ValueError carries the whole message -------
-
-
-def _text(value: str, label: str) -> str:
-    return value.strip()
-
-
-def _token(value: str, label: str) -> str:
-    token = value.strip()
-    # The value itself is never quoted: it is a secret.
-    if any(c.isspace() or not c.isprintable() for c in token):
-        raise ValueError(f"{label}: the token contains whitespace or control characters")
-    return token
-
-
-def _path(value: str, label: str) -> str:
-    path = value.strip()
-    if "\0" in path:
-        raise ValueError(f"{label}: a path cannot contain a NUL character")
-    return path
-
-
-def normalize_endpoint(value: str) -> str:
-    """``host:port``, ``https://host:port[/prefix]`` or ``http://...`` -> ``scheme://host:port[/prefix]``.
-
-    Raises ValueError with the reason (not the value) when it is not a usable API server address.
-    """
-    text = value.strip()
-    if not text:
-        raise ValueError("it is empty")
-    if "://" not in text:
-        text = "https://" + text
-    try:
-        parts = urlsplit(text)
-        parts.hostname  # noqa: B018 -- urlsplit validates a bracketed IPv6 host only here
-    except ValueError:
-        if "[" in text:
-            raise ValueError("the address in brackets is not an IPv6 address") from None
-        raise ValueError("it is not a URL") from None
-    scheme = parts.scheme.lower()
-    if scheme not in ("https", "http"):
-        raise ValueError(f"the scheme must be https or http, not {scheme or 'empty'}")
-    if parts.username is not None or parts.password is not None:
-        raise ValueError("credentials do not belong in the endpoint")
-    if parts.query or parts.fragment:
-        raise ValueError("the endpoint cannot have a query or fragment")
-    host = parts.hostname
-    if not host:
-        raise ValueError("it has no host name")
-    try:
-        port = parts.port
-    except ValueError:
-        raise ValueError("the port must be a number from 1 to 65535") from None
-    if port == 0:
-        raise ValueError("the port must be a number from 1 to 65535")
-    if ":" in host or parts.netloc.startswith("["):
-        try:
-            ipaddress.IPv6Address(host.split("%", 1)[0])
-        except ValueError:
-            raise ValueError(f"{host!r} is not an IPv6 address") from None
-        host = f"[{host}]"
-    elif not _HOSTNAME.match(host):
-        raise ValueError(f"{host!r} is not a host name or address")
-    if port is None:
-        port = 443 if scheme == "https" else 80
-    path = parts.path.rstrip("/")
-    if any(c.isspace() for c in path):
-        raise ValueError("the path cannot contain whitespace")
-    return f"{scheme}://{host}:{port}{path}"
-
-
-def _endpoint(value: str, label: str) -> str:
-    try:
-        return normalize_endpoint(value)
-    except ValueError as e:
-        raise ValueError(f"{label}: {_shown(value.strip())} is not a valid API endpoint: {e}") from None
-
-
-def _namespace(value: str, label: str) -> str:
-    name = value.strip()
-    if len(name) > 63 or not _DNS_LABEL.match(name):
-        raise ValueError(
-            f"{label}: {_shown(name)} is not a valid namespace (lower-case letters, digits and '-', "
-            "at most 63 characters)"
-        )
-    return name
-
-
-def _optional_bool(value: str, label: str) -> Optional[bool]:
-    return parse_bool(value, label)
-
-
-def _bool(value: str, label: str) -> bool:
-    return parse_bool(value, label)
-
-
-def _resource(value: str, label: str) -> str:
-    name = value.strip()
-    plural = name.split(".", 1)[0]
-    group = name.split(".", 1)[1] if "." in name else ""
-    if not _DNS_LABEL.match(plural) or (group and not _DNS_SUBDOMAIN.match(group)):
-        raise ValueError(
-            f"{label}: {_shown(name)} is not a resource name: give the lower-case plural such as routes, "
-            "optionally with its group as in routes.route.openshift.io"
-        )
-    return name
-
-
-def _api_group(value: str, label: str) -> str:
-    group = value.strip()
-    if group.lower() in ("api", "oapi", "core"):
-        return group.lower()
-    if not _DNS_SUBDOMAIN.match(group):
-        raise ValueError(f"{label}: {_shown(group)} is not an API group such as route.openshift.io")
-    return group
-
-
-def _api_version(value: str, label: str) -> str:
-    version = value.strip()
-    if not _DNS_LABEL.match(version):
-        raise ValueError(f"{label}: {_shown(version)} is not an API version such as v1")
-    return version
-
-
-def _api_path(value: str, label: str) -> str:
-    path = value.strip()
-    if any(c.isspace() or not c.isprintable() for c in path) or "?" in path or "#" in path:
-        raise ValueError(f"{label}: {_shown(path)} is not a URL path such as /apis/route.openshift.io/v1")
-    return "/" + path.strip("/")
-
-
-def _plugins(value: str, label: str) -> tuple[str, ...]:
-    names = tuple(name.strip() for name in value.split(",") if name.strip())
-    if not names:
-        raise ValueError(f"{label}: no plugin named in {_shown(value)}")
-    bad = [name for name in names if not _PLUGIN_NAME.match(name)]
-    if bad:
-        raise ValueError(f"{label}: {_shown(bad[0])} is not a plugin name")
-    duplicates = sorted({name for name in names if names.count(name) > 1})
-    if duplicates:
-        raise ValueError(f"{label}: plugin {duplicates[0]!r} is listed twice")
-    return names
-
-
-def _plugin_path(value: str, label: str) -> tuple[str, ...]:
-    return tuple(_path(entry, label) for entry in value.split(os.pathsep) if entry.strip())
-
-
-def _seconds(value: str, label: str) -> float:
-    try:
-        seconds = float(value.strip())
-    except ValueError:
-        raise ValueError(f"{label}: expected a number of seconds, got {_shown(value)}") from None
-    if not math.isfinite(seconds) or seconds < 0:
-        raise ValueError(f"{label}: expected a number of seconds >= 0, got {_shown(value)}")
-    return seconds
-
-
-def _log_level(value: str, label: str) -> str:
-    level = value.strip().upper()
-    if level == "WARN":
-        level = "WARNING"
-    if level not in LOG_LEVELS:
-        raise ValueError(f"{label}: expected one of {', '.join(LOG_LEVELS)}, got {_shown(value)}")
-    return level
-
-
-def _log_format(value: str, label: str) -> str:
-    fmt = value.strip().lower()
-    if fmt not in LOG_FORMATS:
-        raise ValueError(f"{label}: expected text or json, got {_shown(value)}")
-    return fmt
-
-
-def _port(value: str, label: str) -> int:
-    try:
-        port = int(value.strip())
-    except ValueError:
-        raise ValueError(f"{label}: expected a port number from 0 to 65535, got {_shown(value)}") from None
-    if not 0 <= port <= 65535:
-        raise ValueError(f"{label}: expected a port number from 0 to 65535, got {_shown(value)}")
-    return port
-
-
-def _lease_name(value: str, label: str) -> str:
-    name = value.strip()
-    if len(name) > 253 or not _DNS_SUBDOMAIN.match(name):
-        raise ValueError(f"{label}: {_shown(name)} is not a valid Lease name (lower-case, digits, '-', '.')")
-    return name
 
 
 # --- the table ---------------------------------------------------------------------------------------
@@ -282,51 +63,51 @@ class Key:
 
 # fmt: off
 KEYS: tuple[Key, ...] = (
-    Key("endpoint", "K8S_API_ENDPOINT", "k8s_api_endpoint", _endpoint, None,
+    Key("endpoint", "K8S_API_ENDPOINT", "k8s_api_endpoint", parse.endpoint, None,
         "API server, host:port or https://host:port; default: in a pod KUBERNETES_SERVICE_HOST/PORT, "
         "else the kubeconfig server", exit_code=errors.EXIT_ENDPOINT),
-    Key("token", "K8S_TOKEN", "k8s_token", _token, None,
+    Key("token", "K8S_TOKEN", "k8s_token", parse.token, None,
         "bearer token (oc whoami -t)", secret=True, exit_code=errors.EXIT_TOKEN),
-    Key("token_file", "K8S_TOKEN_FILE", "k8s_token_file", _path, None,
+    Key("token_file", "K8S_TOKEN_FILE", "k8s_token_file", parse.path, None,
         "token file, re-read on 401 and every minute; default: the serviceaccount token",
         exit_code=errors.EXIT_TOKEN),
-    Key("ca_file", "K8S_CA", "k8s_ca", _path, None,
+    Key("ca_file", "K8S_CA", "k8s_ca", parse.path, None,
         "CA bundle; default: serviceaccount ca.crt, else the kubeconfig CA, else system trust"),
-    Key("namespace", "K8S_NAMESPACE", "k8s_namespace", _namespace, None,
+    Key("namespace", "K8S_NAMESPACE", "k8s_namespace", parse.namespace, None,
         "namespace to watch; default: the serviceaccount namespace, else the kubeconfig context's",
         exit_code=errors.EXIT_NAMESPACE),
-    Key("namespaced", "K8S_NAMESPACED", "k8s_namespaced", _optional_bool, None,
+    Key("namespaced", "K8S_NAMESPACED", "k8s_namespaced", parse.optional_flag, None,
         "false watches across all namespaces; default: from discovery"),
-    Key("resource", "K8S_RESOURCE", "k8s_resource", _resource, None,
+    Key("resource", "K8S_RESOURCE", "k8s_resource", parse.resource, None,
         "plural resource name such as routes, services, events; required",
         exit_code=errors.EXIT_RESOURCE),
-    Key("api_group", "K8S_API_GROUP", "k8s_api_group", _api_group, None,
+    Key("api_group", "K8S_API_GROUP", "k8s_api_group", parse.api_group, None,
         "API group such as route.openshift.io; default: discovered (the legacy api and oapi work)"),
-    Key("api_version", "K8S_API_VERSION", "k8s_api_version", _api_version, None,
+    Key("api_version", "K8S_API_VERSION", "k8s_api_version", parse.api_version, None,
         "API version such as v1; default: discovered"),
-    Key("api_path", "K8S_API_PATH", "k8s_api_path", _api_path, None,
+    Key("api_path", "K8S_API_PATH", "k8s_api_path", parse.api_path, None,
         "full API path override, as in the 2017 original"),
-    Key("label_selector", "K8S_LABEL_SELECTOR", "k8s_label_selector", _text, None,
+    Key("label_selector", "K8S_LABEL_SELECTOR", "k8s_label_selector", parse.text, None,
         "label selector passed to LIST and WATCH"),
-    Key("field_selector", "K8S_FIELD_SELECTOR", "k8s_field_selector", _text, None,
+    Key("field_selector", "K8S_FIELD_SELECTOR", "k8s_field_selector", parse.text, None,
         "field selector passed to LIST and WATCH"),
     Key("insecure_skip_tls_verify", "K8S_INSECURE_SKIP_TLS_VERIFY", "k8s_insecure_skip_tls_verify",
-        _bool, False, "skip TLS verification: explicit opt-in only, never a fallback"),
-    Key("plugins", "WATCHER_PLUGIN", "watcher_plugin", _plugins, ("simple",),
+        parse.flag, False, "skip TLS verification: explicit opt-in only, never a fallback"),
+    Key("plugins", "WATCHER_PLUGIN", "watcher_plugin", parse.plugins, ("simple",),
         "comma-separated plugin chain, run in order"),
-    Key("plugin_path", "WATCHER_PLUGIN_PATH", "plugin_path", _plugin_path, (),
+    Key("plugin_path", "WATCHER_PLUGIN_PATH", "plugin_path", parse.plugin_path, (),
         "extra plugin directories (os.pathsep-separated), searched before the built-in plugins"),
-    Key("resync_period", "WATCHER_RESYNC_PERIOD", "resync_period", _seconds, 0.0,
+    Key("resync_period", "WATCHER_RESYNC_PERIOD", "resync_period", parse.seconds, 0.0,
         "seconds; > 0 re-delivers every cached object as MODIFIED that often; 0 disables"),
-    Key("log_level", "LOG_LEVEL", "log_level", _log_level, "INFO",
+    Key("log_level", "LOG_LEVEL", "log_level", parse.log_level, "INFO",
         "DEBUG, INFO, WARNING, ERROR or CRITICAL"),
-    Key("log_format", "LOG_FORMAT", "log_format", _log_format, "text",
+    Key("log_format", "LOG_FORMAT", "log_format", parse.log_format, "text",
         "text, or json for one JSON object per line"),
-    Key("metrics_port", "WATCHER_METRICS_PORT", "metrics_port", _port, 8080,
+    Key("metrics_port", "WATCHER_METRICS_PORT", "metrics_port", parse.port, 8080,
         "port of the /metrics and health endpoints; 0 disables"),
-    Key("leader_election", "WATCHER_LEADER_ELECTION", "leader_election", _bool, False,
+    Key("leader_election", "WATCHER_LEADER_ELECTION", "leader_election", parse.flag, False,
         "true: only the replica holding the Lease watches"),
-    Key("leader_election_name", "WATCHER_LEADER_ELECTION_NAME", "leader_election_name", _lease_name,
+    Key("leader_election_name", "WATCHER_LEADER_ELECTION_NAME", "leader_election_name", parse.lease_name,
         "event-watcher", "name of the Lease used for leader election"),
 )
 # fmt: on
@@ -486,7 +267,7 @@ class _Problems:
 
 def _hide_value(message: str, raw: str, label: str) -> str:
     """A value pulled in with ``$env:NAME`` may be a secret put in the wrong key: never quote it."""
-    for form in (_shown(raw), _shown(raw.strip())):
+    for form in (parse.shown(raw), parse.shown(raw.strip())):
         message = message.replace(form, "the value")
     if raw.strip() and raw.strip() in message:
         return f"{label}: invalid value"
