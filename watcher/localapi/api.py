@@ -233,20 +233,20 @@ class LocalAPI:
     def create(self, resource: str, obj: dict[str, Any]) -> dict[str, Any]:
         """Store a new object (namespace from its metadata, default ``default``); 409 AlreadyExists as
         ``errors.Conflict`` on a duplicate."""
-        rtype, new = self._rtype(resource), store.clone(obj)
+        rtype, new = self._rtype(resource), store.clone_object(obj)
         with self._store.cond:
             stored = self._store.create(rtype, new)
-        return store.clone(stored)
+        return store.clone_object(stored)
 
     def update(self, resource: str, obj: dict[str, Any]) -> dict[str, Any]:
         """Full replace; a stale ``metadata.resourceVersion`` raises ``errors.Conflict``."""
-        rtype, new = self._rtype(resource), store.clone(obj)
+        rtype, new = self._rtype(resource), store.clone_object(obj)
         meta = new.get("metadata") or {}
         with self._store.cond:
             stored = self._store.replace(
                 rtype, self._namespace(rtype, meta.get("namespace")), str(meta.get("name", "")), new
             )
-        return store.clone(stored)
+        return store.clone_object(stored)
 
     def patch(
         self, resource: str, namespace: Optional[str], name: str, merge_patch: dict[str, Any]
@@ -257,20 +257,20 @@ class LocalAPI:
             stored = self._store.modify(
                 rtype, self._namespace(rtype, namespace), name, lambda obj: patch.merge(obj, document)
             )
-        return store.clone(stored)
+        return store.clone_object(stored)
 
     def delete(self, resource: str, namespace: Optional[str], name: str) -> dict[str, Any]:
         """Remove the object; returns it as the DELETED event carries it (with the new resourceVersion)."""
         rtype = self._rtype(resource)
         with self._store.cond:
             gone = self._store.delete(rtype, self._namespace(rtype, namespace), name)
-        return store.clone(gone)
+        return store.clone_object(gone)
 
     def get(self, resource: str, namespace: Optional[str], name: str) -> dict[str, Any]:
         rtype = self._rtype(resource)
         with self._store.cond:
             obj = self._store.get(rtype, self._namespace(rtype, namespace), name)
-        return store.clone(obj)
+        return store.clone_object(obj)
 
     def list(self, resource: str, namespace: Optional[str] = None) -> list[dict[str, Any]]:
         """Current objects in key order, across all namespaces when ``namespace`` is None."""
@@ -278,7 +278,7 @@ class LocalAPI:
         with self._store.cond:
             items = self._store.items(rtype)
         prefix = f"{namespace}/" if namespace and rtype.namespaced else ""
-        return [store.clone(obj) for key, obj in items if key.startswith(prefix)]
+        return [store.clone_object(obj) for key, obj in items if key.startswith(prefix)]
 
     def compact(self) -> None:
         """Forget all history up to now: a WATCH or a continue token from any older version gets 410."""

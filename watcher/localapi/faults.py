@@ -84,26 +84,32 @@ class Stats:
             setattr(self, name, getattr(self, name) + amount)
 
 
+class _Queued:
+    __slots__ = ("fault", "remaining")
+
+    def __init__(self, fault: Fault) -> None:
+        self.fault = fault
+        self.remaining = fault.count
+
+
 class FaultQueue:
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._queue: list[list[object]] = []  # [fault, remaining]
+        self._queue: list[_Queued] = []
 
     def put(self, fault: Fault) -> None:
         with self._lock:
-            self._queue.append([fault, fault.count])
+            self._queue.append(_Queued(fault))
 
     def take(self, verb: str) -> Optional[Fault]:
         """The first queued fault matching ``verb``, consuming one of its uses."""
         with self._lock:
             for entry in self._queue:
-                fault = entry[0]
-                assert isinstance(fault, Fault)
-                if fault.match in ("any", verb):
-                    entry[1] = int(entry[1]) - 1  # type: ignore[call-overload]
-                    if entry[1] <= 0:  # type: ignore[operator]
+                if entry.fault.match in ("any", verb):
+                    entry.remaining -= 1
+                    if entry.remaining <= 0:
                         self._queue.remove(entry)
-                    return fault
+                    return entry.fault
         return None
 
     def clear(self) -> None:
@@ -112,4 +118,4 @@ class FaultQueue:
 
     def pending(self) -> list[Fault]:
         with self._lock:
-            return [entry[0] for entry in self._queue]  # type: ignore[misc]
+            return [entry.fault for entry in self._queue]

@@ -18,6 +18,7 @@ import logging
 import random
 import socketserver
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -213,17 +214,25 @@ class Handler(http.server.BaseHTTPRequestHandler):
         auth_ok = api._authorized(self.headers.get("Authorization", ""))
         api.stats.add("requests")
         target = resolve(self.command, url.path, query)
-        record = {
-            "method": self.command,
-            "path": url.path,
-            "query": query,
-            "headers": {
-                k: ("<redacted>" if k.lower() == "authorization" else v) for k, v in self.headers.items()
-            },
-            "auth_ok": auth_ok,
-            "verb": target.verb,
-        }
         fault: Optional[faults.Fault] = None
+
+        def record(code: int) -> None:
+            headers = {
+                k: ("<redacted>" if k.lower() == "authorization" else v) for k, v in self.headers.items()
+            }
+            api._record(
+                faults.RequestRecord(
+                    self.command,
+                    url.path,
+                    query,
+                    headers,
+                    auth_ok,
+                    code,
+                    target.verb,
+                    fault.kind if fault else None,
+                )
+            )
+
         extra: list[tuple[str, str]] = []
         try:
             if not auth_ok:
@@ -260,7 +269,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             content_type, data = "text/plain; charset=utf-8", payload
         else:
             data = orjson.dumps(payload)
-        api._record(faults.RequestRecord(status=code, fault=fault.kind if fault else None, **record))
+        record(code)
         logger.debug("Local API: %s %s answered %d.", self.command, url.path, code)
         self._respond(code, data, content_type, extra, fault)
 
@@ -390,17 +399,6 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 obj = self._json_body(body)
                 if not isinstance(obj, dict):
                     raise status.bad_request("the body of the request must be a JSON object")
-                meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
-                if meta.get("name", target.name) != target.name:
-                    raise status.bad_request(
-                        f"the name of the object ({meta.get('name')}) does not match the "
-                        f"name on the URL ({target.name})"
-                    )
-                if rtype.namespaced and meta.get("namespace", namespace) != namespace:
-                    raise status.bad_request(
-                        "the namespace of the provided object does not match the namespace "
-                        "sent on the request"
-                    )
                 return 200, data.replace(rtype, namespace, target.name, obj, target.subresource == "status")
             if target.verb == "patch":
                 return 200, data.modify(
@@ -440,7 +438,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
     # --- watch -----------------------------------------------------------------------------------------
 
     def _watch(
-        self, target: Target, query: dict[str, str], fault: Optional[faults.Fault], record: dict[str, Any]
+        self,
+        target: Target,
+        query: dict[str, str],
+        fault: Optional[faults.Fault],
+        record: Callable[[int], None],
     ) -> None:
         api = self.server.api
         rtype = target.rtype
@@ -484,7 +486,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if initial_events:
             initial.append(watch.bookmark_line(rtype, position, initial_events_end=True))
         head = self._head(200, [("Content-Type", JSON), ("Transfer-Encoding", "chunked")])
-        api._record(faults.RequestRecord(status=200, fault=fault.kind if fault else None, **record))
+        record(200)
         api.stats.add("watches_opened")
         logger.debug("Local API: a watch on %s opened from resourceVersion %r.", rtype.qualified, rv_param)
         conn = self.connection
@@ -526,11 +528,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 
 def _timeout(value: Optional[str]) -> float:
-    if value in (None, ""):
+    if not value:
         # The real server picks a random duration between minRequestTimeout (1800 s) and twice that.
         return 1800.0 * (1 + random.random())
     try:
-        seconds = int(value)  # type: ignore[arg-type]
+        seconds = int(value)
     except ValueError:
         raise status.bad_request(f"invalid timeoutSeconds: {value!r}") from None
     return float(seconds) if seconds > 0 else 1800.0 * (1 + random.random())

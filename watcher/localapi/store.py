@@ -66,6 +66,21 @@ def clone(obj: Any) -> Any:
         raise status.bad_request(f"the object is not valid JSON: {exc}") from None
 
 
+def clone_object(obj: Any) -> Obj:
+    copied = clone(obj)
+    if not isinstance(copied, dict):
+        raise status.bad_request("the body of the request must be a JSON object")
+    return copied
+
+
+def metadata(obj: Obj) -> Obj:
+    """``obj["metadata"]``, made a dict when it is missing or not one."""
+    meta = obj.get("metadata")
+    if not isinstance(meta, dict):
+        meta = obj["metadata"] = {}
+    return meta
+
+
 def object_key(rtype: ResourceType, namespace: str, name: str) -> str:
     """The etcd-like key; lists are ordered by it, as the real server orders them."""
     return f"{namespace}/{name}" if rtype.namespaced else name
@@ -159,9 +174,7 @@ class Store:
 
     def create(self, rtype: ResourceType, obj: Obj) -> Obj:
         """``obj`` must be a private copy; it becomes the stored object."""
-        meta = obj.get("metadata")
-        if not isinstance(meta, dict):
-            meta = obj["metadata"] = {}
+        meta = metadata(obj)
         if not meta.get("name") and meta.get("generateName"):
             meta["name"] = f"{meta['generateName']}{uuid.uuid4().hex[:5]}"
         name = meta.get("name")
@@ -191,9 +204,15 @@ class Store:
         that patch idempotently must not cause an endless MODIFIED loop.
         """
         old = self.get(rtype, namespace, name)
-        meta = new.get("metadata")
-        if not isinstance(meta, dict):
-            meta = new["metadata"] = {}
+        meta = metadata(new)
+        if meta.get("name", name) != name:
+            raise status.bad_request(
+                f"the name of the object ({meta.get('name')}) does not match the name on the URL ({name})"
+            )
+        if rtype.namespaced and meta.get("namespace", namespace) != namespace:
+            raise status.bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request"
+            )
         wanted = meta.get("resourceVersion")
         if wanted not in (None, "") and str(wanted) != old["metadata"]["resourceVersion"]:
             raise status.conflict(rtype, name)
@@ -233,14 +252,9 @@ class Store:
         """Apply a patch function to a copy of the current object; a resourceVersion the patch sets is
         a precondition, as with the real server."""
         old = self.get(rtype, namespace, name)
-        new = mutate(clone(old))
+        new = mutate(clone_object(old))
         if not isinstance(new, dict):
             raise status.bad_request("the patched object is not a JSON object")
-        meta = new.get("metadata") if isinstance(new.get("metadata"), dict) else {}
-        if meta.get("name", name) != name:
-            raise status.bad_request(
-                f"the name of the object ({meta.get('name')}) does not match the name on the URL ({name})"
-            )
         return self.replace(rtype, namespace, name, new, only_status)
 
     def delete(
