@@ -752,7 +752,7 @@ def render(settings: Settings) -> str:
             else:
                 shown = _one_line(value)
             lines.append(f"{option} = {shown}  (ini)")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines)
 
 
 def _shown_group(settings: Settings) -> str:
