@@ -16,11 +16,13 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from watcher import cli, config
 from watcher.informer import Tuning
-from watcher.localapi import LocalAPI
+
+if TYPE_CHECKING:
+    from watcher.localapi import LocalAPI
 
 TEST_PLUGINS = str(Path(__file__).parent / "plugins")
 FAST = Tuning(
@@ -61,7 +63,11 @@ def route(
 ) -> dict[str, Any]:
     """A Route as OpenShift returns it, with an Admitted ingress condition when ``admitted``."""
     host = host or f"{name}.apps.example.test"
-    spec: dict[str, Any] = {"host": host, "to": {"kind": "Service", "name": name, "weight": 100}, "port": {"targetPort": 8080}}
+    spec: dict[str, Any] = {
+        "host": host,
+        "to": {"kind": "Service", "name": name, "weight": 100},
+        "port": {"targetPort": 8080},
+    }
     if tls is not None:
         spec["tls"] = dict(tls)
     status: dict[str, Any] = {"ingress": []}
@@ -71,7 +77,9 @@ def route(
                 "host": host,
                 "routerName": "default",
                 "routerCanonicalHostname": router_canonical_hostname,
-                "conditions": [{"type": "Admitted", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z"}],
+                "conditions": [
+                    {"type": "Admitted", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z"}
+                ],
                 "wildcardPolicy": "None",
             }
         )

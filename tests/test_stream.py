@@ -56,7 +56,10 @@ def test_any_block_boundaries_give_the_same_lines(sizes: list[int], data: st.Dat
 
 def test_parse_returns_the_event_as_sent() -> None:
     parsed = stream.parse_event(event("MODIFIED", rv="42"))
-    assert parsed == {"type": "MODIFIED", "object": {"kind": "Route", "metadata": {"name": "web", "resourceVersion": "42"}}}
+    assert parsed == {
+        "type": "MODIFIED",
+        "object": {"kind": "Route", "metadata": {"name": "web", "resourceVersion": "42"}},
+    }
 
 
 def test_error_events_need_no_resource_version() -> None:

@@ -30,7 +30,9 @@ STOP_GRACE = 2.0  # seconds SIGTERM waits for the event in hand before plugins a
 class App:
     """One watcher: discovery, plugins and the informer, started and stopped as a unit."""
 
-    def __init__(self, settings: config.Settings, *, tuning: Tuning = Tuning(), metrics: Optional[Metrics] = None):
+    def __init__(
+        self, settings: config.Settings, *, tuning: Tuning = Tuning(), metrics: Optional[Metrics] = None
+    ):
         self.settings = settings
         self.tuning = tuning
         self.metrics = metrics if metrics is not None else Metrics()
@@ -51,8 +53,8 @@ class App:
             namespaced = info.namespaced and s.namespaced is not False
             if namespaced and not s.namespace:
                 raise errors.ConfigError(
-                    f"{info.display} is namespaced: set K8S_NAMESPACE (k8s_namespace), or K8S_NAMESPACED=false "
-                    "to watch all namespaces",
+                    f"{info.display} is namespaced: set K8S_NAMESPACE (k8s_namespace), "
+                    "or K8S_NAMESPACED=false to watch all namespaces",
                     exit_code=errors.EXIT_NAMESPACE,
                 )
             plugins = load(s)
@@ -74,7 +76,12 @@ class App:
             scope = f"namespace {s.namespace}" if namespaced else "all namespaces"
             logger.info(
                 "Watching %s (%s, kind %s) in %s on %s with plugins %s.",
-                info.display, info.api_version, info.kind, scope, s.endpoint, ", ".join(s.plugins),
+                info.display,
+                info.api_version,
+                info.kind,
+                scope,
+                s.endpoint,
+                ", ".join(s.plugins),
             )
         except BaseException:
             self.close()
@@ -130,13 +137,24 @@ def build_parser() -> argparse.ArgumentParser:
         "32 namespace missing, 33 endpoint missing or invalid, 34 token missing or rejected, 35 plugin "
         "missing or refused to start.",
     )
-    parser.add_argument("--config", metavar="FILE", help="ini file with [global] and [plugin_<name>] sections "
-                        "(default: $CONFIG_FILE)")
-    parser.add_argument("--check-config", action="store_true",
-                        help="print the effective settings and where each came from, secrets redacted, and exit")
-    parser.add_argument("--demo", action="store_true",
-                        help="run against an embedded local API server that keeps changing a few routes")
-    parser.add_argument("--log-level", metavar="LEVEL", help="DEBUG, INFO, WARNING or ERROR (overrides LOG_LEVEL)")
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="ini file with [global] and [plugin_<name>] sections (default: $CONFIG_FILE)",
+    )
+    parser.add_argument(
+        "--check-config",
+        action="store_true",
+        help="print the effective settings and where each came from, secrets redacted, and exit",
+    )
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        help="run against an embedded local API server that keeps changing a few routes",
+    )
+    parser.add_argument(
+        "--log-level", metavar="LEVEL", help="DEBUG, INFO, WARNING or ERROR (overrides LOG_LEVEL)"
+    )
     parser.add_argument("--version", action="version", version=f"event-watcher {watcher.__version__}")
     return parser
 
@@ -147,7 +165,9 @@ def main(argv: Optional[Sequence[str]] = None) -> NoReturn:
 
 
 def _main(args: argparse.Namespace) -> int:
-    logsetup.configure(args.log_level or os.environ.get("LOG_LEVEL") or "INFO", os.environ.get("LOG_FORMAT") or "text")
+    logsetup.configure(
+        args.log_level or os.environ.get("LOG_LEVEL") or "INFO", os.environ.get("LOG_FORMAT") or "text"
+    )
     demo = None
     try:
         environ: dict[str, str] = dict(os.environ)
@@ -221,4 +241,3 @@ def _secrets(settings: config.Settings) -> list[str]:
         except OSError:
             pass
     return [s for s in found if s]
-

@@ -7,6 +7,7 @@ re-read of the token file after a 401: backoff policy belongs to the informer.
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import logging
 import os
@@ -153,17 +154,14 @@ class WatchResponse:
         connection = getattr(self._raw, "connection", None)
         sock = getattr(connection, "sock", None)
         if sock is not None:
-            try:
+            with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
         self.close()
 
     def close(self) -> None:
-        try:
+        # Closing a broken stream can raise anything urllib3 can; it is gone either way.
+        with contextlib.suppress(Exception):
             self._response.close()
-        except Exception:  # closing a broken stream can raise anything urllib3 can; it is gone either way
-            pass
 
 
 class Client:
@@ -195,7 +193,7 @@ class Client:
             f.write(data)
         return path
 
-    def _verify(self) -> "str | bool":
+    def _verify(self) -> str | bool:
         s = self.settings
         if s.insecure_skip_tls_verify:
             logger.warning(
@@ -210,10 +208,14 @@ class Client:
             return self._material_file("ca.crt", s.ca_data)
         return True
 
-    def _client_cert(self) -> "tuple[str, str] | None":
+    def _client_cert(self) -> tuple[str, str] | None:
         s = self.settings
-        cert = s.client_cert_file or (s.client_cert_data and self._material_file("client.crt", s.client_cert_data))
-        key = s.client_key_file or (s.client_key_data and self._material_file("client.key", s.client_key_data))
+        cert = s.client_cert_file or (
+            s.client_cert_data and self._material_file("client.crt", s.client_cert_data)
+        )
+        key = s.client_key_file or (
+            s.client_key_data and self._material_file("client.key", s.client_key_data)
+        )
         return (cert, key) if cert and key else None
 
     # --- requests -----------------------------------------------------------------------------------
@@ -252,7 +254,9 @@ class Client:
                     timeout=(CONNECT_TIMEOUT, read_timeout),
                 )
             except requests.exceptions.SSLError as e:
-                raise errors.TransportError(f"TLS error talking to {self.base} while trying to {action}: {_short(e)}") from None
+                raise errors.TransportError(
+                    f"TLS error talking to {self.base} while trying to {action}: {_short(e)}"
+                ) from None
             except requests.RequestException as e:
                 raise errors.TransportError(f"cannot reach {self.base} to {action}: {_short(e)}") from None
             if response.status_code == 401 and attempt == 1 and self.tokens.refresh():
@@ -279,13 +283,17 @@ class Client:
         data = orjson.dumps(json) if json is not None else None
         if data is not None and content_type is None:
             content_type = "application/json"
-        response = self._send(method, path, f"{method} {path}", params=params, data=data, content_type=content_type)
+        response = self._send(
+            method, path, f"{method} {path}", params=params, data=data, content_type=content_type
+        )
         if not response.content:
             return {}
         try:
             result = orjson.loads(response.content)
         except orjson.JSONDecodeError:
-            raise errors.APIError(response.status_code, f"{method} {path} answered something that is not JSON") from None
+            raise errors.APIError(
+                response.status_code, f"{method} {path} answered something that is not JSON"
+            ) from None
         return result if isinstance(result, dict) else {"items": result}
 
     # --- discovery ----------------------------------------------------------------------------------
@@ -309,7 +317,9 @@ class Client:
         where = f"API group {group!r}" if group else "the core API" if group == "" else "any API group"
         raise errors.ResourceError(f"resource {resource!r} is not served by {self.base} (looked in {where})")
 
-    def _candidates(self, group: Optional[str], version: Optional[str], openshift_only: bool) -> list[tuple[str, str]]:
+    def _candidates(
+        self, group: Optional[str], version: Optional[str], openshift_only: bool
+    ) -> list[tuple[str, str]]:
         """(group, version) pairs to look in, in order; only the preferred version unless one is given."""
         if group is not None and version:
             return [(group, version)]
@@ -322,7 +332,9 @@ class Client:
         if group != "":
             for g in self.request("GET", "/apis").get("groups") or []:
                 name = str(g.get("name", ""))
-                if (group is not None and name != group) or (openshift_only and not name.endswith(".openshift.io")):
+                if (group is not None and name != group) or (
+                    openshift_only and not name.endswith(".openshift.io")
+                ):
                     continue
                 versions = [str(v.get("version")) for v in g.get("versions") or []]
                 preferred = (g.get("preferredVersion") or {}).get("version")
@@ -344,7 +356,9 @@ class Client:
     ) -> ListResult:
         """All pages of a LIST; a continue token that expired mid-way raises ``errors.Gone``."""
         path = info.collection_path(namespace)
-        action = f"list {info.display}" + (f" in namespace {namespace}" if info.namespaced and namespace else "")
+        action = f"list {info.display}" + (
+            f" in namespace {namespace}" if info.namespaced and namespace else ""
+        )
         params = _selectors(label_selector, field_selector)
         params["limit"] = str(limit)
         items: list[dict[str, Any]] = []
@@ -380,18 +394,30 @@ class Client:
             timeoutSeconds=str(timeout_seconds),
             resourceVersion=resource_version,
         )
-        action = f"watch {info.display}" + (f" in namespace {namespace}" if info.namespaced and namespace else "")
+        action = f"watch {info.display}" + (
+            f" in namespace {namespace}" if info.namespaced and namespace else ""
+        )
         response = self._send(
-            "GET", info.collection_path(namespace), action, params=params, stream=True, read_timeout=read_timeout
+            "GET",
+            info.collection_path(namespace),
+            action,
+            params=params,
+            stream=True,
+            read_timeout=read_timeout,
         )
         return WatchResponse(response)
 
     def get(self, info: ResourceInfo, namespace: Optional[str], name: str) -> dict[str, Any]:
         return self.request("GET", info.object_path(namespace, name))
 
-    def patch(self, info: ResourceInfo, namespace: Optional[str], name: str, merge_patch: Mapping[str, Any]) -> dict[str, Any]:
+    def patch(
+        self, info: ResourceInfo, namespace: Optional[str], name: str, merge_patch: Mapping[str, Any]
+    ) -> dict[str, Any]:
         return self.request(
-            "PATCH", info.object_path(namespace, name), json=merge_patch, content_type="application/merge-patch+json"
+            "PATCH",
+            info.object_path(namespace, name),
+            json=merge_patch,
+            content_type="application/merge-patch+json",
         )
 
     def close(self) -> None:
@@ -418,7 +444,9 @@ def api_path_target(path: str) -> tuple[Optional[str], Optional[str], bool]:
         return "", parts[1], False
     if parts[:1] == ["apis"] and len(parts) >= 3:
         return parts[1], parts[2], False
-    raise errors.ResourceError(f"k8s_api_path {path!r} is not /api/<version>, /apis/<group>/<version> or /oapi/v1")
+    raise errors.ResourceError(
+        f"k8s_api_path {path!r} is not /api/<version>, /apis/<group>/<version> or /oapi/v1"
+    )
 
 
 def token_source_for(settings: Settings) -> auth.TokenSource:

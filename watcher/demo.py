@@ -41,8 +41,12 @@ class Demo:
         self.api.start()
         for _ in range(self.initial_routes):
             self._create()
-        logger.info("Demo: a local API server runs at %s with %d routes in namespace %s.",
-                    self.api.url, self.initial_routes, NAMESPACE)
+        logger.info(
+            "Demo: a local API server runs at %s with %d routes in namespace %s.",
+            self.api.url,
+            self.initial_routes,
+            NAMESPACE,
+        )
         return self
 
     def environ(self, environ: Mapping[str, str]) -> dict[str, str]:
@@ -88,7 +92,12 @@ class Demo:
                 self._create()
             elif action == "modify":
                 name = self._random.choice(existing)
-                self.api.patch("routes", NAMESPACE, name, {"spec": {"host": f"{name}-v{self._random.randint(2, 99)}.{DOMAIN}"}})
+                self.api.patch(
+                    "routes",
+                    NAMESPACE,
+                    name,
+                    {"spec": {"host": f"{name}-v{self._random.randint(2, 99)}.{DOMAIN}"}},
+                )
             else:
                 self.api.delete("routes", NAMESPACE, self._random.choice(existing))
 

@@ -105,7 +105,9 @@ def _load_from_dir(name: str, directory: Path) -> ModuleType:
         spec.loader.exec_module(module)
     except Exception as e:
         del sys.modules[module_name]
-        raise errors.PluginError(f"plugin {name!r} failed to import from {directory}: {type(e).__name__}: {e}") from e
+        raise errors.PluginError(
+            f"plugin {name!r} failed to import from {directory}: {type(e).__name__}: {e}"
+        ) from e
     return module
 
 
@@ -123,7 +125,9 @@ def find(name: str, plugin_path: Sequence[str]) -> tuple[ModuleType, str]:
             try:
                 return entry.load(), f"entry point {entry.value}"
             except Exception as e:
-                raise errors.PluginError(f"plugin {name!r}: entry point {entry.value} failed to load: {e}") from e
+                raise errors.PluginError(
+                    f"plugin {name!r}: entry point {entry.value} failed to load: {e}"
+                ) from e
     looked.append(f"entry points in group {ENTRY_POINT_GROUP!r}")
     raise errors.PluginError(f"plugin {name!r} not found; looked in: {', '.join(looked)}")
 
@@ -132,7 +136,9 @@ def _check_contract(name: str, module: ModuleType, origin: str) -> None:
     """Refuse a plugin at load time, not at its first event (pluggy's lesson)."""
     handle = getattr(module, "handle_event", None)
     if not callable(handle):
-        raise errors.PluginError(f"plugin {name!r} ({origin}) has no callable handle_event(watcher, event, config)")
+        raise errors.PluginError(
+            f"plugin {name!r} ({origin}) has no callable handle_event(watcher, event, config)"
+        )
     try:
         inspect.signature(handle).bind(None, None, None)
     except TypeError:
@@ -147,7 +153,9 @@ def _check_contract(name: str, module: ModuleType, origin: str) -> None:
         try:
             inspect.signature(hook).bind(*([None] * args))
         except (TypeError, ValueError):
-            raise errors.PluginError(f"plugin {name!r} ({origin}): {optional}() must take {args} arguments") from None
+            raise errors.PluginError(
+                f"plugin {name!r} ({origin}): {optional}() must take {args} arguments"
+            ) from None
 
 
 def load(settings: Settings) -> list[Plugin]:
@@ -163,14 +171,18 @@ def load(settings: Settings) -> list[Plugin]:
 class Dispatcher:
     """Calls every plugin, in order, for every event; isolates and counts their failures."""
 
-    def __init__(self, plugins: Sequence[Plugin], contexts: Sequence[PluginContext], metrics: Metrics) -> None:
+    def __init__(
+        self, plugins: Sequence[Plugin], contexts: Sequence[PluginContext], metrics: Metrics
+    ) -> None:
         self.chain: list[tuple[Plugin, PluginContext, PluginMetrics]] = [
             (plugin, context, metrics.plugin(plugin.name)) for plugin, context in zip(plugins, contexts)
         ]
         self.failures = 0
 
     @classmethod
-    def start(cls, plugins: Sequence[Plugin], settings: Settings, api: Optional[PluginAPI], metrics: Metrics) -> Dispatcher:
+    def start(
+        cls, plugins: Sequence[Plugin], settings: Settings, api: Optional[PluginAPI], metrics: Metrics
+    ) -> Dispatcher:
         """Give each plugin its context and run its ``init``; a refusal is a clean startup error."""
         contexts = []
         started: list[Plugin] = []
@@ -197,7 +209,10 @@ class Dispatcher:
                 self.failures += 1
                 metrics.failed.inc()
                 context.logger.exception(
-                    "Plugin %s failed on %s %s.", plugin.name, event.get("type"), _identity(event.get("object"))
+                    "Plugin %s failed on %s %s.",
+                    plugin.name,
+                    event.get("type"),
+                    _identity(event.get("object")),
                 )
                 continue
             finally:
@@ -228,7 +243,8 @@ def _identity(obj: Any) -> str:
     meta = obj.get("metadata") or {}
     namespace = meta.get("namespace")
     name = meta.get("name", "?")
-    return f"{obj.get('kind', '?')} {namespace + '/' if namespace else ''}{name} (resourceVersion {meta.get('resourceVersion')})"
+    where = f"{namespace}/{name}" if namespace else name
+    return f"{obj.get('kind', '?')} {where} (resourceVersion {meta.get('resourceVersion')})"
 
 
 def _log_result(plugin_logger: logging.Logger, name: str, result: Any) -> None:
@@ -236,7 +252,9 @@ def _log_result(plugin_logger: logging.Logger, name: str, result: Any) -> None:
     try:
         message, level = result
     except (TypeError, ValueError):
-        plugin_logger.warning("Plugin %s returned %r, not (message, level) or None.", name, type(result).__name__)
+        plugin_logger.warning(
+            "Plugin %s returned %r, not (message, level) or None.", name, type(result).__name__
+        )
         return
     if isinstance(level, str):
         level = logging.getLevelName(level.upper())

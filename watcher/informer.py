@@ -146,7 +146,9 @@ class Informer:
                 need_list = self._watch_once(stop)
                 self._streak.ok()
             except errors.Gone:
-                self._restart("expired", f"The resourceVersion of {self._where} expired; relisting.", logging.INFO)
+                self._restart(
+                    "expired", f"The resourceVersion of {self._where} expired; relisting.", logging.INFO
+                )
                 need_list = True
             except errors.Unauthorized as e:
                 delay = self._fail("unauthorized", str(e))
@@ -169,7 +171,9 @@ class Informer:
         if response is not None:
             response.abort()
 
-    def _fail(self, reason: str, message: str, *, level: int = logging.WARNING, retry_after: Optional[float] = None) -> float:
+    def _fail(
+        self, reason: str, message: str, *, level: int = logging.WARNING, retry_after: Optional[float] = None
+    ) -> float:
         self.metrics.restarts[reason].inc()
         self._streak.failed(reason, message, level)
         delay = self._backoff.next()
@@ -211,11 +215,11 @@ class Informer:
             self.resource_version = result.resource_version
             self.metrics.cached_objects.set(len(self.cache))
         logger.info(
-            "Listed %d %s at resourceVersion %s (%d gone while we were not watching).",
+            "Listed %d %s at resourceVersion %s%s.",
             len(fresh),
             self._where,
             result.resource_version,
-            len(gone),
+            f"; {len(gone)} vanished while we were not watching" if gone else "",
         )
 
     # --- one WATCH ----------------------------------------------------------------------------------
@@ -251,8 +255,12 @@ class Informer:
         except Exception as e:  # urllib3/http.client/ssl/OS errors: the stream broke, wherever it was
             if stop.is_set():
                 return False
-            self._restart("dropped", f"The watch on {self._where} broke ({_describe(e)}); resuming at "
-                          f"resourceVersion {self.resource_version}.", logging.INFO)
+            self._restart(
+                "dropped",
+                f"The watch on {self._where} broke ({_describe(e)}); resuming at "
+                f"resourceVersion {self.resource_version}.",
+                logging.INFO,
+            )
             if splitter.pending:
                 logger.debug("Discarded %d bytes of an unfinished line.", splitter.pending)
             return False
@@ -260,7 +268,9 @@ class Informer:
             self._response = None
             response.close()
         if splitter.pending:
-            logger.warning("The watch on %s ended inside a line; discarded %d bytes.", self._where, splitter.pending)
+            logger.warning(
+                "The watch on %s ended inside a line; discarded %d bytes.", self._where, splitter.pending
+            )
         lasted = time.monotonic() - started
         if events or lasted >= self.tuning.healthy_after:
             self._backoff.reset()
@@ -269,8 +279,12 @@ class Informer:
             self._empty_watches += 1
             if self._empty_watches >= self.tuning.empty_watch_limit:
                 self._empty_watches = 0
-                self._restart("expired", f"The watch on {self._where} keeps ending at once with no events; "
-                              f"treating resourceVersion {self.resource_version} as expired.", logging.WARNING)
+                self._restart(
+                    "expired",
+                    f"The watch on {self._where} keeps ending at once with no events; "
+                    f"treating resourceVersion {self.resource_version} as expired.",
+                    logging.WARNING,
+                )
                 return True
             stop.wait(self._backoff.next())
         else:
@@ -294,9 +308,15 @@ class Informer:
         if kind == "ERROR":
             code = obj.get("code")
             if code == 410:
-                self._restart("expired", f"The watch on {self._where} says: {obj.get('message')}; relisting.", logging.INFO)
+                self._restart(
+                    "expired",
+                    f"The watch on {self._where} says: {obj.get('message')}; relisting.",
+                    logging.INFO,
+                )
                 return True
-            logger.warning("The watch on %s sent an error: %s (code %s).", self._where, obj.get("message"), code)
+            logger.warning(
+                "The watch on %s sent an error: %s (code %s).", self._where, obj.get("message"), code
+            )
             return False
         meta = obj["metadata"]
         rv = meta["resourceVersion"]

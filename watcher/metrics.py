@@ -29,7 +29,10 @@ class Metrics:
         )
         self.received = {t: received.labels(t) for t in EVENT_TYPES}
         self._handled = Counter(
-            "event_watcher_events_handled_total", "Events a plugin handled without raising.", ["plugin"], registry=r
+            "event_watcher_events_handled_total",
+            "Events a plugin handled without raising.",
+            ["plugin"],
+            registry=r,
         )
         self._failed = Counter(
             "event_watcher_events_failed_total", "Events on which a plugin raised.", ["plugin"], registry=r
@@ -42,24 +45,36 @@ class Metrics:
             registry=r,
         )
         restarts = Counter(
-            "event_watcher_watch_restarts_total", "Watch requests restarted, by reason.", ["reason"], registry=r
+            "event_watcher_watch_restarts_total",
+            "Watch requests restarted, by reason.",
+            ["reason"],
+            registry=r,
         )
         self.restarts = {reason: restarts.labels(reason) for reason in RESTART_REASONS}
         self.relists = Counter("event_watcher_relists_total", "Full LISTs after the first one.", registry=r)
         self.last_event = Gauge(
             "event_watcher_last_event_timestamp_seconds", "Unix time of the last watch event.", registry=r
         )
-        self.cached_objects = Gauge("event_watcher_cached_objects", "Objects in the informer cache.", registry=r)
-        self.leader = Gauge("event_watcher_leader", "1 while this replica holds the lease (or runs alone).", registry=r)
+        self.cached_objects = Gauge(
+            "event_watcher_cached_objects", "Objects in the informer cache.", registry=r
+        )
+        self.leader = Gauge(
+            "event_watcher_leader", "1 while this replica holds the lease (or runs alone).", registry=r
+        )
         self.leader.set(1)
         build = Gauge(
-            "event_watcher_build_info", "Version of the watcher and of Python.", ["version", "python"], registry=r
+            "event_watcher_build_info",
+            "Version of the watcher and of Python.",
+            ["version", "python"],
+            registry=r,
         )
         build.labels(watcher.__version__, platform.python_version()).set(1)
 
     def plugin(self, name: str) -> PluginMetrics:
         """Children bound to one plugin, for the dispatcher to keep."""
-        return PluginMetrics(self._handled.labels(name), self._failed.labels(name), self._duration.labels(name))
+        return PluginMetrics(
+            self._handled.labels(name), self._failed.labels(name), self._duration.labels(name)
+        )
 
     def event_received(self, event_type: str) -> None:
         child = self.received.get(event_type)

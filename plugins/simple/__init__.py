@@ -17,7 +17,9 @@ def init(watcher: Any, config: Mapping[str, str]) -> None:
         raise ValueError(f"message_log_level: expected one of {', '.join(LEVELS)}, got {level!r}")
 
 
-def handle_event(watcher: Any, event: Mapping[str, Any], config: Mapping[str, str]) -> Optional[tuple[str, str]]:
+def handle_event(
+    watcher: Any, event: Mapping[str, Any], config: Mapping[str, str]
+) -> Optional[tuple[str, str]]:
     obj = event["object"]
     meta = obj.get("metadata") or {}
     message = f"Kind: {obj.get('kind')}; Name: {meta.get('name')}; Event Type: {event['type']}"

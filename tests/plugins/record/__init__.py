@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 lock = threading.Lock()
-events: list["Seen"] = []
+events: list[Seen] = []
 state: dict[str, dict[str, Any]] = {}
 closed = threading.Event()
 
@@ -27,7 +27,9 @@ class Seen(NamedTuple):
 def handle_event(watcher: Any, event: Mapping[str, Any], config: Mapping[str, str]) -> None:
     obj = event["object"]
     meta = obj["metadata"]
-    seen = Seen(event["type"], meta.get("namespace", ""), meta["name"], meta.get("uid", ""), meta["resourceVersion"])
+    seen = Seen(
+        event["type"], meta.get("namespace", ""), meta["name"], meta.get("uid", ""), meta["resourceVersion"]
+    )
     key = f"{seen.namespace}/{seen.name}"
     with lock:
         events.append(seen)

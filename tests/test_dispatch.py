@@ -1,0 +1,146 @@
+"""Plugin loading and the contract: found where documented, refused cleanly when broken."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.harness import TEST_PLUGINS
+from watcher import config, dispatch, errors
+from watcher.dispatch import Dispatcher
+from watcher.metrics import Metrics
+
+
+def settings(tmp_path: Path, plugins: str, plugin_path: str = TEST_PLUGINS, ini: str = "") -> config.Settings:
+    ini_path = tmp_path / "config.ini"
+    ini_path.write_text("[global]\n" + ini)
+    environ = {
+        "K8S_API_ENDPOINT": "127.0.0.1:6443",
+        "K8S_TOKEN": "test-token-value",
+        "K8S_NAMESPACE": "default",
+        "K8S_RESOURCE": "routes",
+        "WATCHER_PLUGIN": plugins,
+        "WATCHER_PLUGIN_PATH": plugin_path,
+    }
+    return config.load(environ, str(ini_path), serviceaccount_dir=str(tmp_path / "no-sa"), home=str(tmp_path))
+
+
+def test_builtin_plugin_loads_from_the_checkout(tmp_path: Path) -> None:
+    (plugin,) = dispatch.load(settings(tmp_path, "simple"))
+    assert plugin.origin.endswith(os.path.join("plugins", "simple"))
+
+
+def test_plugin_path_is_searched_before_the_builtins(tmp_path: Path) -> None:
+    override = tmp_path / "mine" / "simple"
+    override.mkdir(parents=True)
+    (override / "__init__.py").write_text(
+        "def handle_event(watcher, event, config):\n    return 'mine', 'INFO'\n"
+    )
+    (plugin,) = dispatch.load(settings(tmp_path, "simple", plugin_path=str(tmp_path / "mine")))
+    assert plugin.origin == str(override)
+
+
+def test_seed_directory_names_resolve(tmp_path: Path) -> None:
+    seed = tmp_path / "mine" / "plugin_legacy"
+    seed.mkdir(parents=True)
+    (seed / "__init__.py").write_text("def handle_event(watcher, event, config):\n    return None\n")
+    (plugin,) = dispatch.load(settings(tmp_path, "legacy", plugin_path=str(tmp_path / "mine")))
+    assert plugin.origin == str(seed)
+
+
+def test_relative_imports_inside_a_plugin_work(tmp_path: Path) -> None:
+    pkg = tmp_path / "mine" / "multi"
+    pkg.mkdir(parents=True)
+    (pkg / "helpers.py").write_text("GREETING = 'hello'\n")
+    (pkg / "__init__.py").write_text(
+        "from . import helpers\n\n"
+        "def handle_event(watcher, event, config):\n    return helpers.GREETING, 'INFO'\n"
+    )
+    (plugin,) = dispatch.load(settings(tmp_path, "multi", plugin_path=str(tmp_path / "mine")))
+    assert plugin.handle(None, {}, {}) == ("hello", "INFO")
+
+
+def test_missing_plugin_lists_where_it_looked(tmp_path: Path) -> None:
+    with pytest.raises(errors.PluginError) as caught:
+        dispatch.load(settings(tmp_path, "nosuch"))
+    message = str(caught.value)
+    assert caught.value.exit_code == errors.EXIT_PLUGIN
+    assert "'nosuch' not found" in message
+    assert os.path.join(TEST_PLUGINS, "nosuch") in message and "plugin_nosuch" in message
+    assert "entry points" in message
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("broken_no_handler", "has no callable handle_event"),
+        ("broken_signature", "cannot be called as handle_event(watcher, event, config)"),
+    ],
+)
+def test_contract_is_checked_at_load_time(tmp_path: Path, name: str, expected: str) -> None:
+    with pytest.raises(errors.PluginError, match=expected.replace("(", r"\(").replace(")", r"\)")):
+        dispatch.load(settings(tmp_path, name))
+
+
+def test_a_plugin_that_fails_to_import_is_a_clean_error(tmp_path: Path) -> None:
+    bad = tmp_path / "mine" / "syntax"
+    bad.mkdir(parents=True)
+    (bad / "__init__.py").write_text("def handle_event(:\n")
+    with pytest.raises(errors.PluginError, match=r"'syntax' failed to import .* SyntaxError"):
+        dispatch.load(settings(tmp_path, "syntax", plugin_path=str(tmp_path / "mine")))
+
+
+def test_init_refusal_names_the_plugin(tmp_path: Path) -> None:
+    s = settings(tmp_path, "refuses_init")
+    with pytest.raises(errors.PluginError, match="plugin 'refuses_init' refused to start: api_url: required"):
+        Dispatcher.start(dispatch.load(s), s, None, Metrics())
+
+
+def test_chain_runs_in_order_and_isolates_failures(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    s = settings(tmp_path, "record,simple", ini="")
+    plugins = dispatch.load(s)
+    plugins[0].config = {"fail_on": "bad"}
+    metrics = Metrics()
+    dispatcher = Dispatcher.start(plugins, s, None, metrics)
+    for name in ("bad", "good"):
+        dispatcher(
+            {
+                "type": "ADDED",
+                "object": {
+                    "kind": "Route",
+                    "metadata": {"name": name, "namespace": "ns", "resourceVersion": "1"},
+                },
+            }
+        )
+    record = plugins[0].module
+    assert [e.name for e in record.events] == ["bad", "good"]
+    logged = [r.getMessage() for r in caplog.records if r.name == "plugins.simple"]
+    assert logged == [
+        "Kind: Route; Name: bad; Event Type: ADDED",
+        "Kind: Route; Name: good; Event Type: ADDED",
+    ]
+    assert dispatcher.failures == 1
+    assert metrics.registry.get_sample_value("event_watcher_events_failed_total", {"plugin": "record"}) == 1
+    assert metrics.registry.get_sample_value("event_watcher_events_handled_total", {"plugin": "simple"}) == 2
+    dispatcher.close()
+    assert record.closed.is_set()
+
+
+def test_simple_plugin_honours_its_log_level(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    s = settings(tmp_path, "simple")
+    (plugin,) = dispatch.load(s)
+    plugin.config = {"message_log_level": "debug"}
+    dispatcher = Dispatcher.start([plugin], s, None, Metrics())
+    caplog.set_level(logging.DEBUG)
+    dispatcher(
+        {"type": "DELETED", "object": {"kind": "Service", "metadata": {"name": "x", "resourceVersion": "3"}}}
+    )
+    (record,) = [r for r in caplog.records if r.name == "plugins.simple"]
+    assert (
+        record.levelno == logging.DEBUG
+        and record.getMessage() == "Kind: Service; Name: x; Event Type: DELETED"
+    )
