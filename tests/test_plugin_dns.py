@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -644,6 +645,55 @@ def test_a_server_that_is_down_pauses_updates_then_they_resume(bind_server: Bind
     assert bind_server.query("api.apps.example.test", "A") == [ROUTER_IP]
 
 
+def test_a_removal_missed_during_an_outage_is_done_later(
+    bind_server: BindServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    now = [1000.0]
+    parsed = settings.parse(section(bind_server))
+    subject = plugin.DNSPlugin(parsed, logging.getLogger("plugins.dns.test"), None, clock=lambda: now[0])
+    for name in ("web", "api", "old"):
+        subject.handle(event("ADDED", route(name, "demo")))
+    bind_server.stop()
+    message, level = subject.handle(event("DELETED", route("web", "demo")))  # type: ignore[misc]
+    assert (level, "(UNREACHABLE)" in message) == ("ERROR", True)
+    message, level = subject.handle(event("DELETED", route("old", "demo")))  # type: ignore[misc]
+    assert level == "WARNING"
+    assert "DNS update skipped" in message  # paused: not even tried
+    bind_server.start()
+    now[0] += plugin.PAUSE_SECONDS + 1
+    # The DELETED events will never come again; the next event of any route does the removals.
+    caplog.clear()
+    message, level = subject.handle(event("MODIFIED", route("api", "demo")))  # type: ignore[misc]
+    assert (message, level) == (
+        f"Route demo/api: api.apps.example.test A {ROUTER_IP} is up to date.",
+        "DEBUG",
+    )
+    removals = sorted(r.getMessage() for r in caplog.records if "(deleted)" in r.getMessage())
+    assert removals == [
+        "Route demo/old (deleted): removed the record of old.apps.example.test.",
+        "Route demo/web (deleted): removed the record of web.apps.example.test.",
+    ]
+    assert zone_state(bind_server, "web.apps.example.test", "old.apps.example.test") == {}
+    assert bind_server.query("api.apps.example.test", "A") == [ROUTER_IP]
+
+
+def test_a_removal_refused_for_good_is_not_retried_forever(bind_factory) -> None:  # type: ignore[no-untyped-def]
+    bind = bind_factory(readonly_zones=("ro.example.test",))
+    parsed = settings.parse(section(bind, dns_zone=""))
+    subject = plugin.DNSPlugin(parsed, logging.getLogger("plugins.dns.test"))
+    message, level = subject.handle(event("DELETED", route("ro", "demo", host="x.ro.example.test")))  # type: ignore[misc]
+    assert (level, "(REFUSED)" in message) == ("ERROR", True)
+    message, level = subject.handle(event("ADDED", route("web", "demo")))  # type: ignore[misc]
+    assert level == "INFO"
+    assert bind.query("web.apps.example.test", "A") == [ROUTER_IP]
+
+
+def test_every_key_is_documented() -> None:
+    readme = (Path(dns_plugin.__file__).parent / "README.md").read_text()
+    for key in settings.KEYS:
+        assert f"| `{key}` |" in readme, f"{key} is missing from the table in plugins/dns/README.md"
+
+
 def test_a_route_without_host_or_metadata_does_not_break_anything(bind_server: BindServer) -> None:
     config = section(bind_server)
     watcher = start(config)
@@ -865,3 +915,44 @@ def test_a_wildcard_route_gets_the_wildcard_name(bind_server: BindServer) -> Non
     assert bind_server.query("_event-watcher.*.shop.apps.example.test", "TXT") == [owner_txt("demo", "wild")]
     send(watcher, "DELETED", wild, config)
     assert zone_state(bind_server, "*.shop.apps.example.test") == {}
+
+
+def test_e2e_a_route_deleted_while_the_server_is_down_loses_its_record_later(
+    local_api: LocalAPI, bind_server: BindServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    with watching(local_api, bind_server, resync="1"):
+        local_api.create("routes", route("web", "demo"))
+        local_api.create("routes", route("api", "demo"))
+        wait_until(lambda: bind_server.query("web.apps.example.test", "A"), what="the record of web")
+        wait_until(lambda: bind_server.query("api.apps.example.test", "A"), what="the record of api")
+        bind_server.stop()
+        local_api.delete("routes", "demo", "web")
+        wait_until(
+            lambda: dns_lines(caplog, logging.ERROR, "Route demo/web", "UNREACHABLE"), what="the error"
+        )
+        bind_server.start()
+        wait_until(
+            lambda: not zone_state(bind_server, "web.apps.example.test"), timeout=30, what="the removal"
+        )
+        assert zone_state(bind_server, "api.apps.example.test")["api.apps.example.test A"] == [ROUTER_IP]
+
+
+def test_e2e_a_name_left_by_a_route_deleted_while_the_watcher_was_down_is_taken_over(
+    local_api: LocalAPI, bind_server: BindServer
+) -> None:
+    host = "shop.apps.example.test"
+    with watching(local_api, bind_server):
+        local_api.create("routes", route("shop-v1", "demo", host=host))
+        wait_until(lambda: bind_server.query(host, "A"), what="the record of shop-v1")
+    local_api.delete("routes", "demo", "shop-v1")
+    local_api.create("routes", route("shop-v2", "demo", host=host))
+    with watching(local_api, bind_server) as w:
+        wait_until(
+            lambda: bind_server.query(f"_event-watcher.{host}", "TXT") == [owner_txt("demo", "shop-v2")],
+            what="shop-v2 to take the name over",
+        )
+        assert zone_state(bind_server, host) == {
+            f"{host} A": [ROUTER_IP],
+            f"_event-watcher.{host} TXT": [owner_txt("demo", "shop-v2")],
+        }
+        assert w.errors == 0

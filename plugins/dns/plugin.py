@@ -61,6 +61,7 @@ class DNSPlugin:
         self._hosts: dict[tuple[str, str], str] = {}  # route -> the host we last acted on
         self._warned: dict[tuple[str, str], str] = {}  # route -> the last warning, said once
         self._outside: set[str] = set()  # hosts already reported as outside every zone
+        self._pending: dict[tuple[str, str], set[str]] = {}  # deleted route -> hosts still to remove
         self._paused_until = 0.0
         self._pause_reason = ""
 
@@ -89,14 +90,20 @@ class DNSPlugin:
         meta = obj.get("metadata") or {}
         route = (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
         report = Report(f"Route {route[0]}/{route[1]}")
+        deleted = event.get("type") == "DELETED"
+        if deleted:
+            # A DELETED is never delivered again (a resync only repeats the routes that exist), so what
+            # it leaves to remove waits here until the server takes it.
+            self._pending.setdefault(route, set()).update(self._hosts_of_deleted(route, obj))
+            self._hosts.pop(route, None)
+            self._warned.pop(route, None)
         if self._clock() < self._paused_until:
-            report.add(logging.WARNING, f"DNS update skipped: {self._pause_reason}; the next resync retries")
+            report.add(logging.WARNING, f"DNS update skipped: {self._pause_reason}; a later event retries")
             return report.result()
-        claim = ownership.claim_for(self.settings.owner_id, *route)
         try:
-            if event.get("type") == "DELETED":
-                self._deleted(route, obj, claim, report)
-            else:
+            self._remove_pending(route, report)
+            if not deleted:
+                claim = ownership.claim_for(self.settings.owner_id, *route)
                 self._changed(route, obj, claim, report)
         except rfc2136.DNSUpdateError as e:
             report.add(logging.ERROR, f"DNS update failed ({e.rcode}): {e} The next resync retries")
@@ -107,6 +114,43 @@ class DNSPlugin:
                 self._paused_until = 0.0
                 self.logger.info("The DNS server %s answers again; DNS updates resume.", self.settings.server)
         return report.result()
+
+    def _hosts_of_deleted(self, route: tuple[str, str], obj: Mapping[str, Any]) -> set[str]:
+        hosts = set()
+        previous = self._hosts.get(route)
+        if previous:
+            hosts.add(previous)
+        raw_host = target.record_name(obj)
+        if raw_host and not names.problem(raw_host):
+            hosts.add(names.normalize(raw_host))
+        return hosts
+
+    def _remove_pending(self, current: tuple[str, str], current_report: Report) -> None:
+        """Remove the records of deleted routes: the one of this event, and any left by an outage."""
+        for route in sorted(self._pending, key=lambda r: r != current):
+            own = route == current
+            report = current_report if own else Report(f"Route {route[0]}/{route[1]} (deleted)")
+            claim = ownership.claim_for(self.settings.owner_id, *route)
+            hosts = self._pending[route]
+            try:
+                for host in sorted(hosts):
+                    self._remove(host, claim, report)
+                    hosts.discard(host)
+            except rfc2136.DNSUpdateError as e:
+                if e.transient:
+                    raise
+                # Refused for good (a zone the key may not touch): retrying it on every event would
+                # fail every event; report it once and give up on this route.
+                del self._pending[route]
+                if own:
+                    raise
+                report.add(logging.ERROR, f"DNS update failed ({e.rcode}): {e} Not retried")
+            else:
+                del self._pending[route]
+            finally:
+                if not own and report.parts:
+                    message, level = report.result() or ("", "DEBUG")
+                    self.logger.log(logging.getLevelName(level), "%s", message)
 
     def _changed(
         self, route: tuple[str, str], obj: Mapping[str, Any], claim: ownership.Claim, report: Report
@@ -135,18 +179,6 @@ class DNSPlugin:
             report.add(logging.DEBUG, f"no record for {host}: {why_not}")
             return
         self._ensure(route, host, record, claim, report)
-
-    def _deleted(
-        self, route: tuple[str, str], obj: Mapping[str, Any], claim: ownership.Claim, report: Report
-    ) -> None:
-        raw_host = target.record_name(obj)
-        hosts = {self._hosts.get(route)}
-        if raw_host and not names.problem(raw_host):
-            hosts.add(names.normalize(raw_host))
-        for host in sorted(h for h in hosts if h):
-            self._remove(host, claim, report)
-        self._hosts.pop(route, None)
-        self._warned.pop(route, None)
 
     # --- one host ----------------------------------------------------------------------------------
 
