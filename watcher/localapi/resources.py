@@ -14,7 +14,7 @@ ALL_VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "up
 STATUS_VERBS = ("get", "patch", "update")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # singletons: identity hashing keeps the store's dict lookups cheap
 class ResourceType:
     plural: str
     singular: str
@@ -108,12 +108,12 @@ RESOURCES: tuple[ResourceType, ...] = (
 GROUPS: tuple[tuple[str, str], ...] = (("route.openshift.io", "v1"), ("coordination.k8s.io", "v1"))
 
 
+_BY_NAME = {name: r for r in RESOURCES for name in (r.plural, r.qualified)}
+
+
 def find(name: str) -> Optional[ResourceType]:
     """A resource by plural (``routes``) or qualified name (``routes.route.openshift.io``)."""
-    for rtype in RESOURCES:
-        if name in (rtype.plural, rtype.qualified):
-            return rtype
-    return None
+    return _BY_NAME.get(name)
 
 
 def lookup(group: str, version: str, plural: str) -> Optional[ResourceType]:

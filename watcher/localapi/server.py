@@ -68,7 +68,7 @@ def resolve(method: str, path: str, query: dict[str, str]) -> Target:
         group, version, rest = parts[1], parts[2], parts[3:]
     else:
         return Target("unknown", error=status.generic(404))
-    watching = query.get("watch") in ("true", "1")
+    watching = truthy(query.get("watch"))
     if rest[:1] == ["watch"]:
         watching, rest = True, rest[1:]
     namespace: Optional[str] = None
@@ -101,6 +101,11 @@ def resolve(method: str, path: str, query: dict[str, str]) -> Target:
         else None
     )
     return Target(verb, rtype, namespace, name, subresource, error=error)
+
+
+def truthy(value: Optional[str]) -> bool:
+    """Go's strconv.ParseBool, which the real server uses for boolean query parameters."""
+    return value in ("1", "t", "T", "true", "TRUE", "True")
 
 
 def _discovery(parts: list[str]) -> Any:
@@ -452,8 +457,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             name_only = selectors.field_selector(f"metadata.name={target.name}", rtype)
             predicate = name_only if predicate is None else (lambda o, p=predicate: name_only(o) and p(o))
         timeout = _timeout(query.get("timeoutSeconds"))
-        bookmarks = query.get("allowWatchBookmarks") in ("true", "1")
-        initial_events = query.get("sendInitialEvents") in ("true", "1")
+        bookmarks = truthy(query.get("allowWatchBookmarks"))
+        initial_events = truthy(query.get("sendInitialEvents"))
         if initial_events and not bookmarks:
             raise status.error(
                 422, "sendInitialEvents is forbidden for watch unless allowWatchBookmarks=true", "Invalid"
@@ -543,64 +548,58 @@ def list_payload(
 ) -> dict[str, Any]:
     predicate = selectors.combined(query.get("labelSelector", ""), query.get("fieldSelector", ""), rtype)
     try:
-        limit = int(query.get("limit") or 0)
+        limit = max(0, int(query.get("limit") or 0))
     except ValueError:
         raise status.bad_request(f"invalid limit: {query.get('limit')!r}") from None
     token = query.get("continue", "")
+    prefix = f"{namespace}/" if namespace else ""
     start = ""
     with data.cond:
         if token:
             snapshot, start = decode_continue(token)
             if snapshot < data.floor:
                 raise status.continue_expired()
-            items = data.items(rtype, snapshot)
         else:
-            rv_param, match = query.get("resourceVersion", ""), query.get("resourceVersionMatch", "")
-            requested = 0
-            if rv_param not in ("", "0"):
-                try:
-                    requested = int(rv_param)
-                except ValueError:
-                    raise status.bad_request(f"invalid resource version: {rv_param!r}") from None
-                if requested > data.rv:
-                    raise status.error(
-                        504,
-                        f"Too large resource version: {requested}, current: {data.rv}",
-                        "Timeout",
-                        {
-                            "causes": [
-                                {"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}
-                            ],
-                            "retryAfterSeconds": 1,
-                        },
-                    )
-            if match == "Exact":
-                if requested < data.floor:
-                    raise status.error(
-                        410, "The resourceVersion for the provided list is too old.", "Expired"
-                    )
-                snapshot, items = requested, data.items(rtype, requested)
-            else:
-                snapshot, items = data.rv, data.items(rtype)
-    prefix = f"{namespace}/" if namespace else ""
-    selected = [
-        obj
-        for key, obj in items
-        if key >= start and key.startswith(prefix) and (predicate is None or predicate(obj))
-    ]
+            snapshot = _list_version(data, query)
+        page, more, remaining = data.page(rtype, snapshot, prefix, start, limit, predicate)
     meta: dict[str, Any] = {"resourceVersion": str(snapshot)}
-    if limit > 0 and len(selected) > limit:
-        selected, rest = selected[:limit], len(selected) - limit
-        last = selected[-1]["metadata"]
+    if limit and more:
+        last = page[-1]["metadata"]
         meta["continue"] = encode_continue(
             snapshot, store.object_key(rtype, last.get("namespace", ""), last["name"])
         )
-        if predicate is None:
-            meta["remainingItemCount"] = rest
+        if remaining is not None:
+            meta["remainingItemCount"] = remaining
     return {
         "kind": rtype.list_kind,
         "apiVersion": rtype.api_version,
         "metadata": meta,
         # Like the real server, list items carry no kind/apiVersion: clients take them from the list.
-        "items": [{k: v for k, v in obj.items() if k not in ("kind", "apiVersion")} for obj in selected],
+        "items": [{k: v for k, v in obj.items() if k not in ("kind", "apiVersion")} for obj in page],
     }
+
+
+def _list_version(data: store.Store, query: dict[str, str]) -> int:
+    """The revision a first page is served at: now, or exactly the one asked for (resourceVersionMatch)."""
+    rv_param = query.get("resourceVersion", "")
+    if rv_param in ("", "0"):
+        return data.rv
+    try:
+        requested = int(rv_param)
+    except ValueError:
+        raise status.bad_request(f"invalid resource version: {rv_param!r}") from None
+    if requested > data.rv:
+        raise status.error(
+            504,
+            f"Too large resource version: {requested}, current: {data.rv}",
+            "Timeout",
+            {
+                "causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}],
+                "retryAfterSeconds": 1,
+            },
+        )
+    if query.get("resourceVersionMatch") != "Exact":
+        return data.rv  # NotOlderThan (or unset): the newest is not older than anything
+    if requested < data.floor:
+        raise status.error(410, "The resourceVersion for the provided list is too old.", "Expired")
+    return requested

@@ -11,6 +11,7 @@ rendered watch line of each change is computed once and shared by every watcher.
 
 from __future__ import annotations
 
+import bisect
 import datetime
 import threading
 import uuid
@@ -107,6 +108,7 @@ class Store:
         self.floor = 1
         self._objects: dict[ResourceType, dict[str, Obj]] = {r: {} for r in RESOURCES}
         self._history: list[Change] = []
+        self._sorted: dict[ResourceType, list[str]] = {}  # keys in order, kept up to date once built
         self._start = 0  # index of the first retained change (the one with revision floor + 1)
 
     # --- reads (callers hold self.cond) --------------------------------------------------------------
@@ -122,18 +124,51 @@ class Store:
 
         Raises 410 when ``at_rv`` has been compacted away.
         """
+        objects, keys = self._as_of(rtype, at_rv)
+        return [(key, objects[key]) for key in keys]
+
+    def page(
+        self,
+        rtype: ResourceType,
+        at_rv: Optional[int],
+        prefix: str,
+        start: str,
+        limit: int,
+        predicate: Optional[Callable[[Obj], bool]],
+    ) -> tuple[list[Obj], bool, Optional[int]]:
+        """One page of a list: the matching objects with keys under ``prefix`` from ``start`` on, whether
+        more follow, and how many more (only known without a predicate, as on the real server)."""
+        objects, keys = self._as_of(rtype, at_rv)
+        i = bisect.bisect_left(keys, max(prefix, start))
+        # Keys under "ns/" are contiguous; "ns0" is the first key past them ("0" follows "/").
+        end = bisect.bisect_left(keys, prefix[:-1] + "0") if prefix else len(keys)
+        out: list[Obj] = []
+        while i < end and not (limit and len(out) >= limit):
+            obj = objects[keys[i]]
+            i += 1
+            if predicate is None or predicate(obj):
+                out.append(obj)
+        if predicate is None:
+            return out, i < end, end - i
+        return out, any(predicate(objects[keys[j]]) for j in range(i, end)), None
+
+    def _as_of(self, rtype: ResourceType, at_rv: Optional[int]) -> tuple[dict[str, Obj], list[str]]:
         objects = self._objects[rtype]
-        if at_rv is not None and at_rv < self.rv:
-            if at_rv < self.floor:
-                raise status.too_old(at_rv, self.floor + 1)
-            objects = dict(objects)
-            for change in reversed(self._history[self._index(at_rv + 1) :]):
-                if change.rtype is rtype:
-                    if change.prev is None:
-                        objects.pop(change.key, None)
-                    else:
-                        objects[change.key] = change.prev
-        return sorted(objects.items())
+        if at_rv is None or at_rv >= self.rv:
+            keys = self._sorted.get(rtype)
+            if keys is None:
+                keys = self._sorted[rtype] = sorted(objects)
+            return objects, keys
+        if at_rv < self.floor:
+            raise status.too_old(at_rv, self.floor + 1)
+        objects = dict(objects)
+        for change in reversed(self._history[self._index(at_rv + 1) :]):
+            if change.rtype is rtype:
+                if change.prev is None:
+                    objects.pop(change.key, None)
+                else:
+                    objects[change.key] = change.prev
+        return objects, sorted(objects)
 
     def changes_after(self, rv: int, limit: int) -> Optional[list[Change]]:
         """Up to ``limit`` changes with a revision above ``rv``; None when some were compacted away."""
@@ -150,11 +185,20 @@ class Store:
     def _commit(
         self, rtype: ResourceType, key: str, namespace: str, type_: str, obj: Obj, prev: Optional[Obj]
     ) -> None:
-        change = Change(self.rv, rtype, key, namespace, type_, obj, prev)
+        try:
+            change = Change(self.rv, rtype, key, namespace, type_, obj, prev)
+        except TypeError as exc:
+            self.rv -= 1  # nothing was stored: the revision is not used up
+            raise status.bad_request(f"the object is not valid JSON: {exc}") from None
+        keys = self._sorted.get(rtype)
         if type_ == "DELETED":
             del self._objects[rtype][key]
+            if keys is not None:
+                del keys[bisect.bisect_left(keys, key)]
         else:
             self._objects[rtype][key] = obj
+            if keys is not None and type_ == "ADDED":
+                bisect.insort(keys, key)
         self._history.append(change)
         if len(self._history) - self._start > self.history_limit:
             self._start += 1
@@ -204,7 +248,7 @@ class Store:
         that patch idempotently must not cause an endless MODIFIED loop.
         """
         old = self.get(rtype, namespace, name)
-        meta = metadata(new)
+        meta = new["metadata"] = dict(metadata(new))  # ``new`` may share untouched parts with ``old``
         if meta.get("name", name) != name:
             raise status.bad_request(
                 f"the name of the object ({meta.get('name')}) does not match the name on the URL ({name})"
@@ -249,10 +293,11 @@ class Store:
         mutate: Callable[[Obj], Obj],
         only_status: bool = False,
     ) -> Obj:
-        """Apply a patch function to a copy of the current object; a resourceVersion the patch sets is
-        a precondition, as with the real server."""
+        """Apply a patch function to the current object; a resourceVersion the patch sets is a
+        precondition, as with the real server. ``mutate`` must return a new top-level dict and must not
+        change ``old`` in place (merge patch rebuilds only the paths it touches)."""
         old = self.get(rtype, namespace, name)
-        new = mutate(clone_object(old))
+        new = mutate(old)
         if not isinstance(new, dict):
             raise status.bad_request("the patched object is not a JSON object")
         return self.replace(rtype, namespace, name, new, only_status)

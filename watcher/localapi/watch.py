@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import select
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -83,7 +84,7 @@ def client_gone(sock: socket.socket) -> bool:
     try:
         sock.settimeout(0.01)
         return sock.recv(1) == b""
-    except (TimeoutError, BlockingIOError):
+    except (socket.timeout, BlockingIOError, ssl.SSLWantReadError):  # socket.timeout: Python 3.9
         return False
     except OSError:
         return True
