@@ -31,16 +31,16 @@ class App:
     """One watcher: discovery, plugins and the informer, started and stopped as a unit."""
 
     def __init__(
-        self, settings: config.Settings, *, tuning: Tuning = Tuning(), metrics: Optional[Metrics] = None
+        self, settings: config.Settings, *, tuning: Optional[Tuning] = None, metrics: Optional[Metrics] = None
     ):
         self.settings = settings
-        self.tuning = tuning
+        self.tuning = tuning if tuning is not None else Tuning(watch_timeout=settings.watch_timeout)
         self.metrics = metrics if metrics is not None else Metrics()
         self.client = Client(settings)
         self.stop_event = threading.Event()
         self.informer: Optional[Informer] = None
         self.dispatcher: Optional[Dispatcher] = None
-        self.probes = health.Probes(health.stale_after(tuning.watch_timeout, tuning.read_margin))
+        self.probes = health.Probes(health.stale_after(self.tuning.watch_timeout, self.tuning.read_margin))
         self.runner: Optional[leader.Runner] = None
 
     def start(self) -> None:
@@ -183,6 +183,8 @@ def _main(args: argparse.Namespace) -> int:
         logsetup.configure(settings.log_level, settings.log_format, secrets=lambda: _secrets(settings))
         for key in settings.unknown_keys:
             logger.warning("Ignoring unknown setting %r in the config file.", key)
+        for section in settings.unknown_sections:
+            logger.warning("Ignoring unknown section [%s] in the config file.", section)
         if args.check_config:
             print(config.render(settings))
             return errors.EXIT_OK

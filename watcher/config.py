@@ -99,6 +99,9 @@ KEYS: tuple[Key, ...] = (
         "extra plugin directories (os.pathsep-separated), searched before the built-in plugins"),
     Key("resync_period", "WATCHER_RESYNC_PERIOD", "resync_period", parse.seconds, 0.0,
         "seconds; > 0 re-delivers every cached object as MODIFIED that often; 0 disables"),
+    Key("watch_timeout", "WATCHER_WATCH_TIMEOUT", "watch_timeout", parse.positive_seconds, 300.0,
+        "seconds each WATCH asks the server to stay open (jittered +-10 %); a stream silent 30 s "
+        "longer is taken for dead and resumed; lower it behind proxies that cut idle streams sooner"),
     Key("log_level", "LOG_LEVEL", "log_level", parse.log_level, "INFO",
         "DEBUG, INFO, WARNING, ERROR or CRITICAL"),
     Key("log_format", "LOG_FORMAT", "log_format", parse.log_format, "text",
@@ -158,6 +161,7 @@ class Settings:
     plugins: tuple[str, ...] = ("simple",)
     plugin_path: tuple[str, ...] = ()
     resync_period: float = 0.0
+    watch_timeout: float = 300.0
     log_level: str = "INFO"
     log_format: str = "text"
     metrics_port: int = 8080

@@ -204,6 +204,13 @@ def seconds(value: str, label: str) -> float:
     return number
 
 
+def positive_seconds(value: str, label: str) -> float:
+    number = seconds(value, label)
+    if number < 1:
+        raise ValueError(f"{label}: expected a number of seconds >= 1, got {shown(value)}")
+    return number
+
+
 def log_level(value: str, label: str) -> str:
     level = value.strip().upper()
     if level == "WARN":
