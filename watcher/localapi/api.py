@@ -50,6 +50,7 @@ class LocalAPI:
         self.bookmark_interval = bookmark_interval
         self.expired_as = expired_as
         self.user = user
+        self.stale_lists_at: Optional[int] = None  # see serve_stale_lists
         self.stats = faults.Stats()
         self.url = ""
         self.host_port = ""
@@ -206,6 +207,15 @@ class LocalAPI:
             self._refuse(fault.seconds)
             return
         self._faults.put(fault)
+
+    def serve_stale_lists(self, rv: Optional[int]) -> None:
+        """From now on a LIST asking for the latest state is answered as of revision ``rv`` (None: the
+        latest again), as a watch cache lagging behind etcd answers after an API server restart.
+
+        The informer then watches from ``rv`` and receives every retained change after it: the
+        benchmarks use this to replay one pre-created, pre-rendered history to every client they run.
+        """
+        self.stale_lists_at = rv
 
     def clear_faults(self) -> None:
         self._faults.clear()

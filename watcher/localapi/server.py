@@ -382,6 +382,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         data = api._store
         if target.verb == "list":
             api.stats.add("lists_served")
+            stale = api.stale_lists_at
+            if stale is not None and query.get("resourceVersion", "") in ("", "0"):
+                query = {**query, "resourceVersion": str(stale), "resourceVersionMatch": "Exact"}
             return 200, list_payload(data, rtype, target.namespace, query)
         if target.verb == "create":
             obj = self._json_body(body)
