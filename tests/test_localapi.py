@@ -898,20 +898,31 @@ def test_trickle_delivers_the_same_bytes_in_pieces(api: LocalAPI) -> None:
     assert [orjson.loads(x) for x in b"".join(pieces).splitlines()] == expected
 
 
-def test_refuse_closes_the_port_for_a_while_and_drops_open_watches(api: LocalAPI) -> None:
+def test_refuse_fires_on_a_matching_request_closes_the_port_and_drops_open_watches(api: LocalAPI) -> None:
     port = api.port
     response = watch(api, resourceVersion=str(api.resource_version))
     result: list[Any] = []
     reader = threading.Thread(target=lambda: result.append(read_raw(response)))
     reader.start()
-    wait_until(lambda: api._connections, what="the watch connection to register")
-    api.inject(Fault("refuse", seconds=1.0))
-    reader.join(15)
-    assert result and result[0][1] is not None, "the open watch was dropped"
+    api.inject(Fault("refuse", seconds=3.0, match="list"))
+    assert call(api, "GET", "/api").status_code == 200, "discovery does not match"
+    with pytest.raises(requests.exceptions.ConnectionError):
+        call(api, "GET", ROUTES)
     with pytest.raises(ConnectionRefusedError), socket.create_connection(("127.0.0.1", port), timeout=5):
         pass
+    reader.join(15)
+    assert result and result[0][1] is not None, "the open watch was dropped"
     wait_until(lambda: _accepts(port), what="the port to listen again")
-    assert api.port == port and call(api, "GET", "/api").status_code == 200
+    assert api.port == port and call(api, "GET", ROUTES).status_code == 200
+    assert [r.status for r in api.requests_seen() if r.fault == "refuse"] == [0]
+
+
+def test_refuse_at_once(api: LocalAPI) -> None:
+    api.refuse(2.0)
+    with pytest.raises(requests.exceptions.ConnectionError):
+        call(api, "GET", "/api")
+    wait_until(lambda: _accepts(api.port), what="the port to listen again")
+    assert call(api, "GET", "/api").status_code == 200
 
 
 def _accepts(port: int) -> bool:

@@ -125,7 +125,10 @@ class LocalAPI:
             watch.abort(conn)
 
     def _refuse(self, seconds: float) -> None:
-        """Stop listening for ``seconds`` and drop every connection, as an API server restart does."""
+        """Stop listening for ``seconds`` and drop every connection, as an API server restart does.
+
+        The same port is bound again afterwards, so clients reconnect to the address they know.
+        """
         with self._serving:
             if self._server is None or self._stopping.is_set():
                 return
@@ -201,12 +204,14 @@ class LocalAPI:
     # --- faults --------------------------------------------------------------------------------------
 
     def inject(self, fault: faults.Fault) -> None:
-        """Queue ``fault`` for the next matching request(s). ``refuse`` fires at once."""
-        if fault.kind == "refuse":
-            self.stats.add("faults_fired")
-            self._refuse(fault.seconds)
-            return
+        """Queue ``fault`` for the next matching request(s)."""
         self._faults.put(fault)
+
+    def refuse(self, seconds: float) -> None:
+        """Refuse connections for ``seconds`` from now on, dropping open ones (what a ``refuse`` fault
+        does when it fires, without waiting for a request)."""
+        self.stats.add("faults_fired")
+        self._refuse(seconds)
 
     def serve_stale_lists(self, rv: Optional[int]) -> None:
         """From now on a LIST asking for the latest state is answered as of revision ``rv`` (None: the

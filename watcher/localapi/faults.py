@@ -1,6 +1,8 @@
 """Faults a test queues on the local API server, and the record of what the server saw.
 
-A fault applies to the next ``count`` requests it matches, then disappears. Kinds that shape a watch
+A fault applies to the next ``count`` requests it matches, then disappears. ``refuse`` fires on the
+request that matches it: that connection and every other open one drop, and the port refuses
+connections for ``seconds``. Kinds that shape a watch
 stream (``drop_mid_line``, ``close``, ``malformed_line``, ``silent``, ``trickle``, ``empty_close``) also
 apply to other requests, where they act on the response body.
 """
@@ -61,7 +63,7 @@ class RequestRecord:
     query: dict[str, str]
     headers: dict[str, str]
     auth_ok: bool
-    status: int
+    status: int  # 0: no answer (the connection was dropped by a refuse fault)
     verb: str  # list, watch, get, create, update, patch, delete, discovery, unknown
     fault: Optional[str] = None
 

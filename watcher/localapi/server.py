@@ -255,6 +255,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if fault is not None:
                 api.stats.add("faults_fired")
                 logger.debug("Local API: fault %s fires on %s %s.", fault.kind, self.command, url.path)
+                if fault.kind == "refuse":
+                    # The request that triggers it gets no answer: its connection drops with the rest.
+                    record(0)
+                    self.close_connection = True
+                    api._refuse(fault.seconds)
+                    return
                 self._raise_for(fault, target.verb, query)
             if target.error is not None:
                 raise target.error
