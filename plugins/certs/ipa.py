@@ -109,7 +109,8 @@ class IPAClient:
     def __init__(self, config: IPASettings) -> None:
         self.config = config
         self.session = requests.Session()
-        self.session.verify = config.ca_cert or True
+        # Passed with every request: a session-wide verify loses to REQUESTS_CA_BUNDLE in the environment.
+        self.verify: Union[str, bool] = config.ca_cert or True
         self.session.headers.update({"Referer": config.url, "Accept": "application/json"})
         self._logged_in = False
         self._next_id = 0
@@ -174,7 +175,7 @@ class IPAClient:
 
     def _post(self, url: str, what: str, **kwargs: Any) -> requests.Response:
         try:
-            return self.session.post(url, timeout=_TIMEOUT, **kwargs)
+            return self.session.post(url, timeout=_TIMEOUT, verify=self.verify, **kwargs)
         except requests.RequestException as e:
             # The exception text names the URL and the cause, never the body (which may hold the password).
             raise IssuanceError(

@@ -1,0 +1,205 @@
+"""The ``ipa`` issuer against the FreeIPA JSON-RPC stand-in (tests/servers/freeipa.py).
+
+FreeIPA itself cannot run here; the stand-in enforces what FreeIPA enforces (Referer, form-encoded login,
+session cookie, principal and CN checks) and answers with FreeIPA's documented shapes and error codes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from cryptography import x509
+from cryptography.x509.verification import PolicyBuilder, Store
+
+import plugins.certs as certs_plugin
+from plugins.certs import certificates, ipa
+from plugins.certs.issuer import Deleted, IssuanceError
+from tests.harness import SECRETS
+from tests.servers.freeipa import FreeIPAStandIn, freeipa  # noqa: F401
+
+HOST = "web.apps.example.test"
+
+
+def ipa_config(server: FreeIPAStandIn, **extra: str) -> dict[str, str]:
+    SECRETS.add(server.users["admin"])
+    return {
+        "issuer": "ipa",
+        "ipa_url": server.url,
+        "ipa_user": "admin",
+        "ipa_password": server.users["admin"],
+        "ipa_realm": server.realm,
+        "ipa_ca_cert": str(server.ca_file),
+        **extra,
+    }
+
+
+def make_issuer(
+    server: FreeIPAStandIn, resolvable: frozenset[str] = frozenset(), **extra: str
+) -> ipa.IPAIssuer:
+    return ipa.IPAIssuer(
+        ipa.IPASettings.from_config(ipa_config(server, **extra)), resolver=resolvable.__contains__
+    )
+
+
+def request(issuer: ipa.IPAIssuer, host: str = HOST):
+    key = certificates.generate_key("rsa")
+    return issuer.issue(host, certificates.build_csr(key, host)), key
+
+
+def assert_no_secrets(caplog: pytest.LogCaptureFixture, *secrets: str) -> None:
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    for secret in secrets:
+        assert secret not in text
+
+
+def test_issue_adds_the_host_with_force_and_returns_a_verified_chain(freeipa, caplog) -> None:  # noqa: F811
+    issuer = make_issuer(freeipa)
+    signed, key = request(issuer)
+    assert freeipa.methods() == ["host_add", "cert_request"]
+    _, args, options = freeipa.calls[0]
+    assert args == [HOST] and options == {"force": True}  # the name does not resolve
+    _, args, options = freeipa.calls[1]
+    assert options["principal"] == f"host/{HOST}@EXAMPLE.TEST"
+    assert x509.load_pem_x509_csr(args[0].encode()).subject.rfc4514_string() == f"CN={HOST}"
+    assert freeipa.logins == [("admin", True)]
+    # base64 DER from FreeIPA became a real certificate that chains to the IPA CA for the host
+    assert certificates.key_matches(signed.leaf, key)
+    assert signed.chain == (freeipa.ca.cert,)
+    verifier = PolicyBuilder().store(Store([freeipa.ca.cert])).build_server_verifier(x509.DNSName(HOST))
+    verifier.verify(signed.leaf, list(signed.chain))
+    assert freeipa.certificates[signed.leaf.serial_number].host == HOST
+    assert_no_secrets(caplog, freeipa.users["admin"], certificates.key_to_pem(key))
+
+
+def test_an_existing_host_is_fine_and_a_resolving_name_is_added_without_force(freeipa) -> None:  # noqa: F811
+    issuer = make_issuer(freeipa, resolvable=frozenset({HOST}))
+    freeipa.resolvable.add(HOST)
+    request(issuer)
+    assert freeipa.calls[0][2] == {}  # no force: FreeIPA checks the name itself
+    request(issuer)  # the second time host_add answers DuplicateEntry 4002
+    assert freeipa.methods() == ["host_add", "cert_request", "host_add", "cert_request"]
+    assert len(freeipa.certificates) == 2
+
+
+def test_dns_not_a_record_is_reported_with_name_code_and_message(freeipa) -> None:  # noqa: F811
+    # Our resolver thinks the name resolves, FreeIPA's does not: FreeIPA answers 4019.
+    issuer = make_issuer(freeipa, resolvable=frozenset({HOST}))
+    with pytest.raises(ipa.IPAError) as caught:
+        request(issuer)
+    error = caught.value
+    assert (error.name, error.code) == ("DNSNotARecordError", 4019)
+    assert str(error) == (
+        f"FreeIPA host_add failed: DNSNotARecordError (4019): "
+        f"Host '{HOST}' does not have corresponding DNS A/AAAA record"
+    )
+    assert not error.retry
+    assert freeipa.methods() == ["host_add"]
+
+
+def test_not_found_for_an_unknown_principal(freeipa) -> None:  # noqa: F811
+    issuer = make_issuer(freeipa)
+    key = certificates.generate_key("ecdsa")
+    with pytest.raises(ipa.IPAError) as caught:
+        issuer.client.call(
+            "cert_request",
+            [certificates.build_csr(key, HOST).decode()],
+            {"principal": issuer.principal(HOST)},
+        )
+    assert (caught.value.name, caught.value.code) == ("NotFound", 4001)
+    assert "The principal for this request doesn't exist." in str(caught.value)
+
+
+def test_an_expired_session_logs_in_again_once(freeipa) -> None:  # noqa: F811
+    issuer = make_issuer(freeipa)
+    request(issuer)
+    freeipa.expire_sessions()
+    request(issuer, "shop.apps.example.test")
+    assert freeipa.logins == [("admin", True), ("admin", True)]
+    assert freeipa.methods() == ["host_add", "cert_request", "host_add", "cert_request"]
+
+
+def test_bad_credentials_are_final_and_never_logged(freeipa, caplog) -> None:  # noqa: F811
+    wrong = "Wrong-" + os.urandom(6).hex()
+    SECRETS.add(wrong)
+    issuer = ipa.IPAIssuer(ipa.IPASettings.from_config({**ipa_config(freeipa), "ipa_password": wrong}))
+    with pytest.raises(IssuanceError) as caught:
+        request(issuer)
+    assert not caught.value.retry
+    assert "refused the login of user 'admin': invalid-password (HTTP 401)" in str(caught.value)
+    assert wrong not in str(caught.value)
+    assert freeipa.logins == [("admin", False)]
+    assert freeipa.calls == []
+    assert_no_secrets(caplog, wrong, freeipa.users["admin"])
+
+
+def test_deleted_route_removes_the_host_which_revokes_its_certificates(freeipa) -> None:  # noqa: F811
+    issuer = make_issuer(freeipa)
+    signed, _ = request(issuer)
+    serial = certificates.serial_hex(signed.leaf)
+    gone = Deleted("demo", "web", HOST, signed.leaf, serial)
+    assert issuer.deleted(gone, revoke=False) == (
+        f"Removed host {HOST} of deleted route demo/web from FreeIPA (which revokes its certificates)."
+    )
+    assert HOST not in freeipa.hosts
+    assert freeipa.certificates[signed.leaf.serial_number].revoked is not None
+    # a second DELETED (at-least-once delivery after a restart): NotFound 4001 is fine
+    assert "already gone" in (issuer.deleted(gone, revoke=False) or "")
+    assert freeipa.calls[-1][:2] == ("host_del", [HOST])
+
+
+def test_keep_the_host_but_revoke_when_asked(freeipa) -> None:  # noqa: F811
+    issuer = make_issuer(freeipa, ipa_delete_host="false")
+    signed, _ = request(issuer)
+    gone = Deleted("demo", "web", HOST, signed.leaf, certificates.serial_hex(signed.leaf))
+    assert issuer.deleted(gone, revoke=False) is None
+    assert "Revoked certificate" in (issuer.deleted(gone, revoke=True) or "")
+    assert HOST in freeipa.hosts
+    assert freeipa.certificates[signed.leaf.serial_number].revoked == 5
+    assert freeipa.calls[-1] == ("cert_revoke", [signed.leaf.serial_number], {"revocation_reason": 5})
+
+
+def test_settings_problems_are_reported_together() -> None:
+    with pytest.raises(ValueError) as caught:
+        ipa.IPASettings.from_config({"ipa_url": "http://ipa.example.test"})
+    message = str(caught.value)
+    for needed in ("must start with https://", "ipa_user", "ipa_realm", "ipa_password or ipa_password_file"):
+        assert needed in message
+    config = ipa.IPASettings.from_config(
+        {"ipa_url": "https://ipa.example.test/", "ipa_user": "u", "ipa_password": "pw-42", "ipa_realm": "R"}
+    )
+    assert config.url == "https://ipa.example.test/ipa"
+    assert config.password == "pw-42" and "pw-42" not in repr(config)
+
+
+def test_password_file_and_permission_warnings(freeipa, tmp_path: Path, caplog) -> None:  # noqa: F811
+    password_file = tmp_path / "ipa-password"
+    password_file.write_text(freeipa.users["admin"] + "\n")
+    password_file.chmod(0o644)
+    config = {**ipa_config(freeipa), "ipa_password_file": str(password_file)}
+    del config["ipa_password"]
+    issuer = ipa.IPAIssuer.from_config(config)
+    request(issuer)  # the password from the file logs in
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any(str(password_file) in w and "readable by others" in w for w in warnings)
+
+    # an inline password in a config file others can read: a startup warning naming the file
+    caplog.clear()
+    ini = tmp_path / "config.ini"
+    ini.write_text("[plugin_certs]\n")
+    ini.chmod(0o644)
+    watcher = SimpleNamespace(api=object(), config=SimpleNamespace(config_file=str(ini)))
+    certs_plugin.init(watcher, ipa_config(freeipa))
+    try:
+        warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert any(str(ini) in w for w in warnings)
+        caplog.clear()
+        ini.chmod(0o600)
+        certs_plugin.init(watcher, ipa_config(freeipa))
+        assert not [r for r in caplog.records if r.levelno == logging.WARNING]
+    finally:
+        certs_plugin.close()
+    assert_no_secrets(caplog, freeipa.users["admin"])
