@@ -950,3 +950,45 @@ def test_keep_alive_connections_are_reused(api: LocalAPI) -> None:
         for _ in range(5):
             assert session.get(api.url + ROUTES, verify=api.ca_file, timeout=10).status_code == 200
         assert len(api._connections) == 1
+
+
+def test_stale_lists_are_served_as_of_an_older_revision(api: LocalAPI) -> None:
+    make(api, "a")
+    then = api.resource_version
+    make(api, "b")
+    api.serve_stale_lists(then)
+    stale = call(api, "GET", ROUTES).json()
+    assert stale["metadata"]["resourceVersion"] == str(then)
+    assert [i["metadata"]["name"] for i in stale["items"]] == ["a"]
+    api.serve_stale_lists(None)
+    assert len(call(api, "GET", ROUTES).json()["items"]) == 2
+
+
+def test_generate_name_and_delete_preconditions(api: LocalAPI) -> None:
+    created = call(
+        api, "POST", ROUTES, body={"metadata": {"generateName": "web-"}, "spec": {"host": "h"}}
+    ).json()
+    name = created["metadata"]["name"]
+    assert name.startswith("web-") and len(name) == len("web-") + 5
+    unnamed = call(api, "POST", ROUTES, body={"metadata": {}, "spec": {}})
+    assert unnamed.status_code == 422 and unnamed.json()["reason"] == "Invalid"
+    wrong = call(api, "DELETE", f"{ROUTES}/{name}", body={"preconditions": {"resourceVersion": "1"}})
+    assert wrong.status_code == 409
+    right = call(
+        api, "DELETE", f"{ROUTES}/{name}", body={"preconditions": {"uid": created["metadata"]["uid"]}}
+    )
+    assert right.status_code == 200
+
+
+def test_sample_route_is_an_admitted_route() -> None:
+    route = sample_route("web", "demo", "web.apps.example.test")
+    assert route["kind"] == "Route" and route["metadata"] == {
+        "name": "web",
+        "namespace": "demo",
+        "labels": {"app": "web"},
+    }
+    assert route["spec"]["to"] == {"kind": "Service", "name": "web", "weight": 100}
+    ingress = route["status"]["ingress"][0]
+    assert ingress["routerName"] == "default" and ingress["host"] == "web.apps.example.test"
+    assert ingress["routerCanonicalHostname"] == "router-default.apps.example.test"
+    assert ingress["conditions"][0]["type"] == "Admitted" and ingress["conditions"][0]["status"] == "True"
