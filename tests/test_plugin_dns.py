@@ -863,6 +863,7 @@ def test_e2e_a_wrong_key_is_reported_and_the_watch_goes_on(
             lambda: dns_lines(caplog, logging.ERROR, "Route demo/web"), what="the error line"
         )
         assert "DNS update failed (BADSIG)" in line
+        assert line.endswith("The route's next event retries (set resync_period to retry on a schedule).")
         assert "\n" not in line
         local_api.create("routes", route("api", "demo"))
         wait_until(

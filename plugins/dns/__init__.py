@@ -29,7 +29,8 @@ def init(watcher: Any, config: Mapping[str, str]) -> None:
             ", ".join(unknown),
             ", ".join(settings_module.KEYS),
         )
-    _plugin = DNSPlugin(parsed, watcher.logger, getattr(watcher, "api", None))
+    resync_period = getattr(getattr(watcher, "config", None), "resync_period", None)
+    _plugin = DNSPlugin(parsed, watcher.logger, getattr(watcher, "api", None), resync_period=resync_period)
     watcher.logger.info("%s", _plugin.describe())
 
 

@@ -52,8 +52,14 @@ class DNSPlugin:
         logger: logging.Logger,
         api: Any = None,
         clock: Callable[[], float] = time.monotonic,
+        resync_period: float | None = None,
     ) -> None:
         self.settings = settings
+        # What repairs a failed update: said in every error line, so an operator knows whether to act.
+        if resync_period == 0:
+            self.retry_hint = "The route's next event retries (set resync_period to retry on a schedule)."
+        else:
+            self.retry_hint = "The next resync retries."
         self.logger = logger
         self.api = api
         self.zones = Zones(settings.server, settings.zone, settings.resolv_conf)
@@ -106,7 +112,7 @@ class DNSPlugin:
                 claim = ownership.claim_for(self.settings.owner_id, *route)
                 self._changed(route, obj, claim, report)
         except rfc2136.DNSUpdateError as e:
-            report.add(logging.ERROR, f"DNS update failed ({e.rcode}): {e} The next resync retries")
+            report.add(logging.ERROR, f"DNS update failed ({e.rcode}): {e} {self.retry_hint[:-1]}")
             if e.transient:
                 self._pause(e)
         else:
