@@ -5,6 +5,11 @@ request that matches it: that connection and every other open one drop, and the 
 connections for ``seconds``. Kinds that shape a watch
 stream (``drop_mid_line``, ``close``, ``malformed_line``, ``silent``, ``trickle``, ``empty_close``) also
 apply to other requests, where they act on the response body.
+
+``payload`` puts arbitrary bytes into a watch stream (fuzzing, chaos): with ``malformed_line`` they
+replace the built-in malformed line and the stream goes on; with ``close`` they are written after
+``after_events`` events, just before the clean end. End each line with ``\n`` to keep the next event
+whole (a payload without one is an unfinished line, as a cut connection leaves).
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ class Fault:
     retry_after: Optional[float] = None
     after_events: int = 0
     seconds: float = 0.0
+    payload: bytes = b""  # raw bytes for malformed_line / close on a watch (see the module docstring)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:

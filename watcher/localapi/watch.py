@@ -184,11 +184,11 @@ class WatchStream:
             elif 0 <= k <= len(lines):
                 head = b"".join(lines[:k])
                 if fault.kind == "close":
-                    self.writer.write(head)
+                    self.writer.write(head + fault.payload)
                     self._count(k)
                     self.writer.end()
                     return False
-                self.writer.write(head + faults.MALFORMED_LINE + b"".join(lines[k:]))
+                self.writer.write(head + (fault.payload or faults.MALFORMED_LINE) + b"".join(lines[k:]))
                 self._count(len(lines))
                 self.fault = None
                 return True
