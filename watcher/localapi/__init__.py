@@ -7,7 +7,7 @@ answered with 410 in-stream or as HTTP), GET/POST/PUT/PATCH/DELETE, RBAC denials
 
 Modules: ``api`` (the ``LocalAPI`` facade), ``server`` (HTTP and the REST verbs), ``watch`` (the
 streaming hot path), ``store`` (revisions and history), ``selectors``, ``patch``, ``status``,
-``resources`` (discovery), ``faults``, ``tls``.
+``listing`` (pages and continue tokens), ``resources`` (discovery), ``faults``, ``tls``.
 """
 
 from __future__ import annotations

@@ -8,8 +8,6 @@ are chunked (see ``watch.py``).
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
 import email.utils
 import http
@@ -26,7 +24,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import orjson
 
 from watcher import errors
-from watcher.localapi import faults, patch, resources, selectors, status, store, watch
+from watcher.localapi import faults, listing, patch, resources, selectors, status, store, watch
 from watcher.localapi.resources import ResourceType
 
 if TYPE_CHECKING:
@@ -129,26 +127,6 @@ def _discovery(parts: list[str]) -> Any:
             + [f"/apis/{g}/{v}" for g, v in resources.GROUPS]
         }
     return None
-
-
-# --- continue tokens ------------------------------------------------------------------------------------
-
-
-def encode_continue(rv: int, last_key: str) -> str:
-    """The real server's format: base64url of {"v","rv","start"}, start being the next key to read."""
-    raw = orjson.dumps({"v": "meta.k8s.io/v1", "rv": rv, "start": last_key + "\x00"})
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
-
-
-def decode_continue(token: str) -> tuple[int, str]:
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        data = orjson.loads(raw)
-        if data.get("v") != "meta.k8s.io/v1":
-            raise ValueError("unsupported version")
-        return int(data["rv"]), str(data["start"])
-    except (ValueError, KeyError, TypeError, binascii.Error, orjson.JSONDecodeError) as exc:
-        raise status.bad_request(f"continue key is not valid: {exc}") from None
 
 
 # --- the server -----------------------------------------------------------------------------------------
@@ -391,7 +369,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             stale = api.stale_lists_at
             if stale is not None and query.get("resourceVersion", "") in ("", "0"):
                 query = {**query, "resourceVersion": str(stale), "resourceVersionMatch": "Exact"}
-            return 200, list_payload(data, rtype, target.namespace, query)
+            return 200, listing.list_payload(data, rtype, target.namespace, query)
         if target.verb == "create":
             obj = self._json_body(body)
             if not isinstance(obj, dict):
@@ -478,14 +456,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
         initial: list[bytes] = []
         with data.cond:
             if rv_param in ("", "0") or initial_events:
+                # Synthetic ADDED for the current state, then live: "Get State and Start at Most Recent".
                 position = data.rv
-                if rv_param in ("", "0") or initial_events:
-                    prefix = f"{target.namespace}/" if target.namespace else ""
-                    initial = [
-                        store.event_line("ADDED", obj)
-                        for key, obj in data.items(rtype)
-                        if key.startswith(prefix) and (predicate is None or predicate(obj))
-                    ]
+                prefix = f"{target.namespace}/" if target.namespace else ""
+                initial = [
+                    store.event_line("ADDED", obj)
+                    for key, obj in data.items(rtype)
+                    if key.startswith(prefix) and (predicate is None or predicate(obj))
+                ]
             else:
                 try:
                     position = int(rv_param)
@@ -550,65 +528,3 @@ def _timeout(value: Optional[str]) -> float:
     except ValueError:
         raise status.bad_request(f"invalid timeoutSeconds: {value!r}") from None
     return float(seconds) if seconds > 0 else 1800.0 * (1 + random.random())
-
-
-def list_payload(
-    data: store.Store, rtype: ResourceType, namespace: Optional[str], query: dict[str, str]
-) -> dict[str, Any]:
-    predicate = selectors.combined(query.get("labelSelector", ""), query.get("fieldSelector", ""), rtype)
-    try:
-        limit = max(0, int(query.get("limit") or 0))
-    except ValueError:
-        raise status.bad_request(f"invalid limit: {query.get('limit')!r}") from None
-    token = query.get("continue", "")
-    prefix = f"{namespace}/" if namespace else ""
-    start = ""
-    with data.cond:
-        if token:
-            snapshot, start = decode_continue(token)
-            if snapshot < data.floor:
-                raise status.continue_expired()
-        else:
-            snapshot = _list_version(data, query)
-        page, more, remaining = data.page(rtype, snapshot, prefix, start, limit, predicate)
-    meta: dict[str, Any] = {"resourceVersion": str(snapshot)}
-    if limit and more:
-        last = page[-1]["metadata"]
-        meta["continue"] = encode_continue(
-            snapshot, store.object_key(rtype, last.get("namespace", ""), last["name"])
-        )
-        if remaining is not None:
-            meta["remainingItemCount"] = remaining
-    return {
-        "kind": rtype.list_kind,
-        "apiVersion": rtype.api_version,
-        "metadata": meta,
-        # Like the real server, list items carry no kind/apiVersion: clients take them from the list.
-        "items": [{k: v for k, v in obj.items() if k not in ("kind", "apiVersion")} for obj in page],
-    }
-
-
-def _list_version(data: store.Store, query: dict[str, str]) -> int:
-    """The revision a first page is served at: now, or exactly the one asked for (resourceVersionMatch)."""
-    rv_param = query.get("resourceVersion", "")
-    if rv_param in ("", "0"):
-        return data.rv
-    try:
-        requested = int(rv_param)
-    except ValueError:
-        raise status.bad_request(f"invalid resource version: {rv_param!r}") from None
-    if requested > data.rv:
-        raise status.error(
-            504,
-            f"Too large resource version: {requested}, current: {data.rv}",
-            "Timeout",
-            {
-                "causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}],
-                "retryAfterSeconds": 1,
-            },
-        )
-    if query.get("resourceVersionMatch") != "Exact":
-        return data.rv  # NotOlderThan (or unset): the newest is not older than anything
-    if requested < data.floor:
-        raise status.error(410, "The resourceVersion for the provided list is too old.", "Expired")
-    return requested
