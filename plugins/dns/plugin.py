@@ -57,9 +57,9 @@ class DNSPlugin:
         self.settings = settings
         # What repairs a failed update: said in every error line, so an operator knows whether to act.
         if resync_period == 0:
-            self.retry_hint = "The route's next event retries (set resync_period to retry on a schedule)."
+            self.retry_hint = "The route's next event retries (set resync_period to retry on a schedule)"
         else:
-            self.retry_hint = "The next resync retries."
+            self.retry_hint = "The next resync retries"
         self.logger = logger
         self.api = api
         self.zones = Zones(settings.server, settings.zone, settings.resolv_conf)
@@ -112,7 +112,7 @@ class DNSPlugin:
                 claim = ownership.claim_for(self.settings.owner_id, *route)
                 self._changed(route, obj, claim, report)
         except rfc2136.DNSUpdateError as e:
-            report.add(logging.ERROR, f"DNS update failed ({e.rcode}): {e} {self.retry_hint[:-1]}")
+            report.add(logging.ERROR, f"DNS update failed ({e.rcode}): {e} {self.retry_hint}")
             if e.transient:
                 self._pause(e)
         else:
