@@ -279,6 +279,13 @@ class Gate:
         if not self._leading():
             self._undeliver(event)
             self.dropped += 1
+            meta = event["object"].get("metadata") or {}
+            logger.debug(
+                "Not leading: held back %s of %s/%s; it is delivered when this replica leads again.",
+                event["type"],
+                meta.get("namespace"),
+                meta.get("name"),
+            )
             self._on_lost()
             return
         self._dispatch(event)
@@ -355,6 +362,14 @@ class Runner:
     def _lose(self) -> None:
         """From the informer thread (a dispatch after the deadline) or the renew loop: stop the term."""
         if not self._lost.is_set():
+            if self.elector is not None and not self.stop.is_set():
+                logger.warning(
+                    "The lease %s/%s was not renewed within %.0f s (this process was paused or cut off); "
+                    "stopped dispatching.",
+                    self.elector.namespace,
+                    self.elector.name,
+                    self.elector.timing.renew_deadline,
+                )
             self._lost.set()
             self._term_stop.set()
             self.watch.interrupt()
