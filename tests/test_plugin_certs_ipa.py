@@ -18,10 +18,12 @@ from cryptography.x509.verification import PolicyBuilder, Store
 import plugins.certs as certs_plugin
 from plugins.certs import certificates, ipa
 from plugins.certs.issuer import Deleted, IssuanceError
-from tests.harness import SECRETS
+from tests.certs_support import OPT_IN, log_text, patches, plugin_watcher, route_certificate, verify_chain
+from tests.harness import SECRETS, route, running_watcher, wait_until
 from tests.servers.freeipa import FreeIPAStandIn, freeipa  # noqa: F401
 
 HOST = "web.apps.example.test"
+NS = "demo"
 
 
 def ipa_config(server: FreeIPAStandIn, **extra: str) -> dict[str, str]:
@@ -203,3 +205,91 @@ def test_password_file_and_permission_warnings(freeipa, tmp_path: Path, caplog) 
     finally:
         certs_plugin.close()
     assert_no_secrets(caplog, freeipa.users["admin"])
+
+
+# --- through the plugin: retries, cooldown, other routes, end to end ------------------------------------
+
+
+def test_retries_with_backoff_ride_out_a_busy_server(local_api, freeipa, tmp_path, caplog) -> None:  # noqa: F811
+    config = ipa_config(freeipa, issue_attempts="3", issue_backoff="0.05s")
+    obj = local_api.create("routes", route("web", NS, HOST, annotations=OPT_IN))
+    freeipa.fail_next(2)
+    with plugin_watcher(local_api, tmp_path, NS) as watcher:
+        certs_plugin.init(watcher, config)
+        try:
+            message, level = certs_plugin.handle_event(watcher, {"type": "ADDED", "object": obj}, config)
+        finally:
+            certs_plugin.close()
+    assert level == "INFO" and "Issued a certificate for route demo/web from issuer ipa" in message
+    attempts = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Attempt")]
+    assert len(attempts) == 2 and "HTTP 503" in attempts[0]
+    signed = local_api.get("routes", NS, "web")
+    leaf, chain, key = route_certificate(signed)
+    verify_chain(leaf, chain, freeipa.ca.cert, HOST)
+    assert certificates.key_matches(leaf, key)
+    assert patches(local_api, "web") == 1
+
+
+def test_a_failing_route_waits_for_the_cooldown_and_does_not_hold_up_others(
+    local_api,
+    freeipa,  # noqa: F811
+    tmp_path,
+) -> None:
+    config = ipa_config(freeipa, failure_cooldown="1h", issue_attempts="3")
+    # "localhost" resolves here, so host_add goes without force, and FreeIPA's DNS does not know it: 4019
+    stuck = local_api.create("routes", route("stuck", NS, "localhost", annotations=OPT_IN))
+    other = local_api.create("routes", route("other", NS, "other.apps.example.test", annotations=OPT_IN))
+    with plugin_watcher(local_api, tmp_path, NS) as watcher:
+        certs_plugin.init(watcher, config)
+
+        def handle(kind: str, obj: dict):
+            return certs_plugin.handle_event(watcher, {"type": kind, "object": obj}, config)
+
+        try:
+            message, level = handle("ADDED", stuck)
+            assert level == "ERROR"
+            assert "FreeIPA host_add failed: DNSNotARecordError (4019)" in message
+            assert "Will retry on an event after" in message
+            assert freeipa.calls == [
+                ("host_add", ["localhost"], {})
+            ]  # not retried: FreeIPA would say the same
+            # a resync inside the cooldown does not call FreeIPA again
+            assert handle("MODIFIED", stuck) is None
+            assert freeipa.methods() == ["host_add"]
+            # other routes are served meanwhile
+            message, level = handle("ADDED", other)
+            assert level == "INFO"
+            # a change of host is a new request: tried at once
+            moved = local_api.patch("routes", NS, "stuck", {"spec": {"host": "fixed.apps.example.test"}})
+            message, level = handle("MODIFIED", moved)
+            assert level == "INFO" and "fixed.apps.example.test" in message
+        finally:
+            certs_plugin.close()
+    assert patches(local_api, "stuck") == 1 and patches(local_api, "other") == 1
+
+
+def test_ipa_end_to_end(local_api, freeipa, tmp_path, caplog) -> None:  # noqa: F811
+    ini = {"plugin_certs": ipa_config(freeipa)}
+    with running_watcher(
+        local_api, namespace=NS, plugins="certs", ini=ini, env={"WATCHER_RESYNC_PERIOD": "1"}
+    ) as w:
+        local_api.create("routes", route("web", NS, HOST, annotations=OPT_IN))
+        web = wait_until(
+            lambda: (r := local_api.get("routes", NS, "web"))["spec"].get("tls") and r,
+            what="web's certificate",
+        )
+        leaf, chain, key = route_certificate(web)
+        assert verify_chain(leaf, chain, freeipa.ca.cert, HOST)[-1] == freeipa.ca.cert
+        assert certificates.key_matches(leaf, key)
+        assert freeipa.methods() == ["host_add", "cert_request"]
+        freeipa.expire_sessions()
+        local_api.delete("routes", NS, "web")
+        wait_until(lambda: HOST not in freeipa.hosts, what="host_del")
+        assert freeipa.certificates[leaf.serial_number].revoked is not None
+        assert w.errors == 0
+    assert freeipa.methods() == ["host_add", "cert_request", "host_del"]
+    assert len(freeipa.logins) == 2  # the expired session was renewed for host_del
+    text = log_text(caplog.records)
+    assert "Removed host web.apps.example.test of deleted route demo/web from FreeIPA" in text
+    assert freeipa.users["admin"] not in text
+    assert web["spec"]["tls"]["key"].splitlines()[1] not in text

@@ -78,6 +78,14 @@ class FreeIPAStandIn:
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     validity: datetime.timedelta = datetime.timedelta(days=730)
 
+    failures: list[int] = field(default_factory=list)
+
+    def fail_next(self, count: int, status: int = 503) -> None:
+        """The next ``count`` JSON-RPC calls get HTTP ``status`` (Apache in front of a busy or restarting
+        IPA answers 503), to test retries."""
+        with self.lock:
+            self.failures.extend([status] * count)
+
     def expire_sessions(self) -> None:
         """What FreeIPA does when a session's lifetime runs out: the cookie no longer works."""
         with self.lock:
@@ -297,6 +305,11 @@ def _handler(ipa: FreeIPAStandIn, host: str) -> type[BaseHTTPRequestHandler]:
             return None
 
         def _json(self, body: bytes) -> None:
+            with ipa.lock:
+                status = ipa.failures.pop(0) if ipa.failures else None
+            if status is not None:
+                self._send(status, b"<html><h1>Service Unavailable</h1></html>", "text/html; charset=utf-8")
+                return
             user = self._session_user()
             if user is None:
                 self._send(401, b"", "text/html; charset=utf-8")
