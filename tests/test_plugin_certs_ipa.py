@@ -202,6 +202,14 @@ def test_password_file_and_permission_warnings(freeipa, tmp_path: Path, caplog) 
         ini.chmod(0o600)
         certs_plugin.init(watcher, ipa_config(freeipa))
         assert not [r for r in caplog.records if r.levelno == logging.WARNING]
+        # "ipa_password = $env:IPA_PASSWORD" keeps the password out of the file: no warning either
+        ini.chmod(0o644)
+        references = (("plugin_certs", "ipa_password", "IPA_PASSWORD"),)
+        from_env = SimpleNamespace(
+            api=object(), config=SimpleNamespace(config_file=str(ini), env_references=references)
+        )
+        certs_plugin.init(from_env, ipa_config(freeipa))
+        assert not [r for r in caplog.records if r.levelno == logging.WARNING]
     finally:
         certs_plugin.close()
     assert_no_secrets(caplog, freeipa.users["admin"])
@@ -282,6 +290,12 @@ def test_ipa_end_to_end(local_api, freeipa, tmp_path, caplog) -> None:  # noqa: 
         assert verify_chain(leaf, chain, freeipa.ca.cert, HOST)[-1] == freeipa.ca.cert
         assert certificates.key_matches(leaf, key)
         assert freeipa.methods() == ["host_add", "cert_request"]
+        # the ini file holds ipa_password: a startup warning when others can read it (umask decides)
+        readable = bool(os.stat(w.settings.config_file).st_mode & 0o044)
+        warned = [
+            r for r in caplog.records if "config file" in r.getMessage() and r.levelno == logging.WARNING
+        ]
+        assert bool(warned) == readable
         freeipa.expire_sessions()
         local_api.delete("routes", NS, "web")
         wait_until(lambda: HOST not in freeipa.hosts, what="host_del")

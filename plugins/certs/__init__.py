@@ -64,5 +64,9 @@ def _warn_about_inline_password(watcher: Any, config: Mapping[str, str]) -> None
     """A password written into the ini file is only as secret as the file's permissions."""
     if not config.get("ipa_password"):
         return
-    path = getattr(getattr(watcher, "config", None), "config_file", None)
+    settings = getattr(watcher, "config", None)
+    references = getattr(settings, "env_references", ())
+    if any(key == "ipa_password" and section.startswith("plugin_") for section, key, _ in references):
+        return  # "ipa_password = $env:IPA_PASSWORD": the file holds only the variable's name
+    path = getattr(settings, "config_file", None)
     cert_settings.warn_if_readable_by_others(str(path) if path else None, "config file")
