@@ -992,3 +992,15 @@ def test_sample_route_is_an_admitted_route() -> None:
     assert ingress["routerName"] == "default" and ingress["host"] == "web.apps.example.test"
     assert ingress["routerCanonicalHostname"] == "router-default.apps.example.test"
     assert ingress["conditions"][0]["type"] == "Admitted" and ingress["conditions"][0]["status"] == "True"
+
+
+def test_fault_payloads_put_arbitrary_bytes_into_the_stream(api: LocalAPI) -> None:
+    start = api.resource_version
+    make(api, "a")
+    make(api, "b")
+    api.inject(Fault("malformed_line", after_events=1, payload=b"not json\n"))
+    received, error = read_raw(watch(api, resourceVersion=str(start), timeoutSeconds="1"))
+    assert error is None and received.split(b"\n")[1] == b"not json"
+    api.inject(Fault("close", after_events=1, payload=b'{"type":"ADD'))
+    received, error = read_raw(watch(api, resourceVersion=str(start)))
+    assert error is None and received.endswith(b'\n{"type":"ADD')
