@@ -229,6 +229,7 @@ def pod_settings(docs: list[dict[str, Any]], tmp_path: pathlib.Path) -> config.S
     key = config_file[len(mount) + 1 :]
     data = one(docs, "ConfigMap")["data"]
     assert key in data, f"CONFIG_FILE names {key}, which the ConfigMap does not have"
+    tmp_path.mkdir(parents=True, exist_ok=True)
     ini = tmp_path / key
     ini.write_text(data[key], encoding="utf-8")
     sa = tmp_path / "serviceaccount"
@@ -286,3 +287,21 @@ def test_credentials_are_a_secret_mounted_as_files(
         assert "secretKeyRef" not in e.get("valueFrom", {})
     for where, key in plugin_files(pod_settings(docs, tmp_path)):
         assert key in secret["data"], f"{where} names {key}, which the Secret does not have"
+
+
+def test_dns_sections_parse_with_the_plugins_own_parser(
+    rendered: dict[str, list[dict[str, Any]]], tmp_path: pathlib.Path
+) -> None:
+    from plugins.dns import settings as dns_settings
+
+    checked = []
+    for name in KUSTOMIZATIONS:
+        section = pod_settings(rendered[name], tmp_path / name).plugin_configs.get("dns")
+        if section is None:
+            continue
+        assert dns_settings.unknown_keys(section) == [], name
+        # The key file is read at start in the pod; here it is enough that everything else parses.
+        parsed = dns_settings.parse({k: v for k, v in section.items() if k != "dns_key_file"})
+        assert parsed.zone == "apps.example.com"
+        checked.append(name)
+    assert {"openshift", "overlays/certs"} <= set(checked)
