@@ -14,6 +14,7 @@ import os
 import pathlib
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -21,7 +22,9 @@ from dataclasses import dataclass
 
 import pytest
 
+from tests.harness import TEST_PLUGINS, route, wait_until
 from tests.servers import require_binary
+from watcher.localapi import LocalAPI
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"
@@ -301,3 +304,65 @@ def test_entrypoint_is_executable_and_posix_sh() -> None:
     assert ENTRYPOINT.read_text(encoding="utf-8").startswith("#!/bin/sh\n")
     if shutil.which("dash"):
         subprocess.run(["dash", "-n", str(ENTRYPOINT)], check=True)
+
+
+def test_seed_docker_run_line_runs_the_real_watcher(local_api: LocalAPI, tmp_path: pathlib.Path) -> None:
+    """The entrypoint with the real CLI: what `docker run -e CONFIG_FILE=/etc/config/config.ini` does.
+
+    The mounted directories are temporary ones here, and the serviceaccount files are named in the ini
+    file because the pod's fixed path cannot be mounted outside a container.
+    """
+    serviceaccount = tmp_path / "serviceaccount"
+    serviceaccount.mkdir()
+    (serviceaccount / "token").write_text(local_api.token, encoding="utf-8")
+    (serviceaccount / "namespace").write_text("demo", encoding="utf-8")
+    shutil.copy(local_api.ca_file, serviceaccount / "ca.crt")
+    etc_config = tmp_path / "etc" / "config"
+    etc_config.mkdir(parents=True)
+    ledger = tmp_path / "ledger.jsonl"
+    (etc_config / "config.ini").write_text(
+        "[global]\n"
+        f"k8s_api_endpoint = {local_api.url}\n"
+        f"k8s_token_file = {serviceaccount / 'token'}\n"
+        f"k8s_ca = {serviceaccount / 'ca.crt'}\n"
+        "k8s_namespace = demo\n"
+        "k8s_resource = routes\n"
+        "watcher_plugin = ledger\n"
+        f"plugin_path = {TEST_PLUGINS}\n"
+        "metrics_port = 0\n"
+        "[plugin_ledger]\n"
+        f"path = {ledger}\n"
+        "name = docker\n",
+        encoding="utf-8",
+    )
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    shim = bin_dir / "event-watcher"  # what pip's console script does in the image
+    shim.write_text(f'#!/bin/sh\nexec {sys.executable} {ROOT / "watch.py"} "$@"\n', encoding="utf-8")
+    shim.chmod(0o755)
+    local_api.create("routes", route("web", "demo"))
+    env = {
+        "PATH": f"{bin_dir}:/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "CONFIG_FILE": str(etc_config / "config.ini"),
+        "PYTHONUNBUFFERED": "1",
+    }
+    proc = subprocess.Popen(
+        [str(ENTRYPOINT)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        wait_until(
+            lambda: ledger.exists() and '"web"' in ledger.read_text(encoding="utf-8"),
+            timeout=30,
+            what="the watcher started by the entrypoint to deliver the route",
+        )
+        local_api.create("routes", route("api", "demo"))
+        wait_until(lambda: '"api"' in ledger.read_text(encoding="utf-8"), what="a watch event")
+        proc.send_signal(signal.SIGTERM)  # docker stop: reaches the watcher because the script exec'd it
+        _, stderr = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=10)
+    assert proc.returncode == 0, stderr[-2000:]
+    assert "Received SIGTERM" in stderr
