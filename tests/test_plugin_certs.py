@@ -312,6 +312,9 @@ def test_local_issuer_refuses_bad_settings(local_ca, tmp_path: Path) -> None:
 
 def test_local_ca_key_readable_by_others_warns(local_ca, caplog: pytest.LogCaptureFixture) -> None:
     _, cert_path, key_path = local_ca
-    os.chmod(key_path, 0o640)
+    os.chmod(key_path, 0o440)  # group-readable: a Secret volume read through fsGroup, fine
+    local.LocalIssuer.from_config({"local_ca_cert": str(cert_path), "local_ca_key": str(key_path)})
+    assert not [r for r in caplog.records if r.levelno == logging.WARNING]
+    os.chmod(key_path, 0o644)  # a Secret volume's default mode: every user can read the CA key
     local.LocalIssuer.from_config({"local_ca_cert": str(cert_path), "local_ca_key": str(key_path)})
     assert any(str(key_path) in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records)

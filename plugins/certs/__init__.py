@@ -31,6 +31,14 @@ def init(watcher: Any, config: Mapping[str, str]) -> None:
     if getattr(watcher, "api", None) is None:
         raise errors.PluginError("the certs plugin patches routes and needs the watcher's API access")
     settings = cert_settings.load(config)
+    unknown = cert_settings.unknown_keys(config)
+    if unknown:
+        logger.warning("Unknown key(s) in [plugin_certs], ignored (a typo?): %s.", ", ".join(unknown))
+    unused = cert_settings.unused_keys(config, settings.issuer)
+    if unused:
+        logger.warning(
+            "Key(s) in [plugin_certs] that issuer %s does not use: %s.", settings.issuer, ", ".join(unused)
+        )
     _warn_about_inline_password(watcher, config)
     issuer = issuers.create(settings.issuer, config)
     _controller = Controller(settings, issuer, watcher.api)

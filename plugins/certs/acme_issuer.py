@@ -134,10 +134,17 @@ def load_or_create_account_key(path: str) -> josepy.JWK:
 class ACMEIssuer:
     name = "acme"
 
-    def __init__(self, config: ACMESettings, dns_server: rfc2136.DNSServer, zone: Optional[str]) -> None:
+    def __init__(
+        self,
+        config: ACMESettings,
+        dns_server: rfc2136.DNSServer,
+        zone: Optional[str],
+        resolv_conf: Optional[str] = None,
+    ) -> None:
         self.config = config
         self.dns_server = dns_server
         self.zone = zone
+        self.resolv_conf = resolv_conf
         self.account_key = load_or_create_account_key(config.account_key_file)
         self._acme: Optional[client.ClientV2] = None
 
@@ -145,7 +152,7 @@ class ACMEIssuer:
     def from_config(cls, config: Mapping[str, str]) -> ACMEIssuer:
         acme_settings = ACMESettings.from_config(config)
         server, zone = rfc2136.server_from_config(config)
-        return cls(acme_settings, server, zone)
+        return cls(acme_settings, server, zone, config.get("resolv_conf", "").strip() or None)
 
     # --- the account -------------------------------------------------------------------------------
 
@@ -224,7 +231,7 @@ class ACMEIssuer:
     def _updater(self, fqdn: str) -> rfc2136.Updater:
         zone = self.zone
         if zone is None or not rfc2136.in_zone(fqdn, zone):
-            zone = rfc2136.find_zone(fqdn, self.dns_server)
+            zone = rfc2136.find_zone(fqdn, self.dns_server, self.resolv_conf)
         return rfc2136.Updater(self.dns_server, zone)
 
     def _wait_visible(self, updater: rfc2136.Updater, fqdn: str, value: str) -> None:

@@ -24,6 +24,61 @@ logger = logging.getLogger(__name__)
 
 ISSUERS = ("ipa", "acme", "local")
 
+# Every key the section may hold, by who reads it; anything else is probably a typo and gets a warning.
+COMMON_KEYS = (
+    "issuer",
+    "need_cert_annotation",
+    "key_type",
+    "renew_before",
+    "issue_attempts",
+    "issue_backoff",
+    "failure_cooldown",
+    "revoke_on_delete",
+)
+ISSUER_KEYS = {
+    "ipa": (
+        "ipa_url",
+        "ipa_user",
+        "ipa_password",
+        "ipa_password_file",
+        "ipa_realm",
+        "ipa_ca_cert",
+        "ipa_delete_host",
+    ),
+    "acme": (
+        "acme_directory",
+        "acme_email",
+        "acme_account_key_file",
+        "acme_ca_bundle",
+        "acme_timeout",
+        "acme_dns_propagation",
+        "acme_txt_ttl",
+        # the DNS plugin's keys (watcher.rfc2136), for the DNS-01 TXT records
+        "dns_server",
+        "dns_port",
+        "dns_zone",
+        "dns_key_file",
+        "dns_key_name",
+        "dns_key_secret",
+        "dns_key_algorithm",
+        "resolv_conf",
+        "timeout",
+    ),
+    "local": ("local_ca_cert", "local_ca_key", "local_validity_days"),
+}
+KNOWN_KEYS = frozenset(COMMON_KEYS).union(*ISSUER_KEYS.values())
+
+
+def unknown_keys(config: Mapping[str, str]) -> list[str]:
+    return sorted(key for key in config if key not in KNOWN_KEYS)
+
+
+def unused_keys(config: Mapping[str, str], issuer: str) -> list[str]:
+    """Keys of another issuer: harmless, but a sign the section says something other than meant."""
+    other = KNOWN_KEYS - set(COMMON_KEYS) - set(ISSUER_KEYS.get(issuer, ()))
+    return sorted(key for key in config if key in other)
+
+
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -156,16 +211,22 @@ def read_secret_file(path: str, key: str) -> str:
 
 
 def warn_if_readable_by_others(path: Optional[str], what: str) -> bool:
-    """Log a WARNING when ``path`` is readable by its group or by others; True when it warned."""
+    """Log a WARNING when every user on the machine can read ``path``; True when it warned.
+
+    Group-readable is left alone: that is how a non-root pod reads its Secret volume (``fsGroup`` with
+    ``defaultMode: 0440``). World-readable is what a Secret or ConfigMap gets by default (0644), and what
+    a config file gets from a default umask.
+    """
     if not path:
         return False
     try:
         mode = os.stat(path).st_mode
     except OSError:
         return False
-    if mode & (stat.S_IRGRP | stat.S_IROTH):
+    if mode & stat.S_IROTH:
         logger.warning(
-            "The %s %s holds a secret and is readable by others (mode %s); run chmod 600 on it.",
+            "The %s %s holds a secret and is readable by every user (mode %s); run chmod 600 on it "
+            "(for a Kubernetes Secret volume, set defaultMode: 0400, or 0440 with fsGroup).",
             what,
             path,
             oct(stat.S_IMODE(mode)),
