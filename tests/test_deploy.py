@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import pathlib
 import re
+import shutil
 import subprocess
 from collections.abc import Iterator
 from typing import Any
@@ -305,3 +306,34 @@ def test_dns_sections_parse_with_the_plugins_own_parser(
         assert parsed.zone == "apps.example.com"
         checked.append(name)
     assert {"openshift", "overlays/certs"} <= set(checked)
+
+
+README = (DEPLOY / "README.md").read_text(encoding="utf-8")
+
+
+def test_every_kustomization_the_readme_applies_exists() -> None:
+    applied = set(re.findall(r"oc apply -k (deploy/\S+)", README))
+    assert "deploy/openshift" in applied
+    for path in applied:
+        assert path.removeprefix("deploy/") in KUSTOMIZATIONS, path
+
+
+def test_the_readme_overlay_combining_both_components_renders(kubectl: str, tmp_path: pathlib.Path) -> None:
+    """The 'make your own overlay' example, rendered: certificates and leader election together."""
+    example = re.search(r"# deploy/overlays/mine/kustomization.yaml\n(.*?)```", README, re.S)
+    assert example, "the README's combined overlay example"
+    tree = tmp_path / "deploy"
+    shutil.copytree(DEPLOY, tree)
+    mine = tree / "overlays" / "mine"
+    (mine / "credentials").mkdir(parents=True)
+    (mine / "kustomization.yaml").write_text(example.group(1), encoding="utf-8")
+    shutil.copy(DEPLOY / "overlays" / "certs" / "config.ini", mine / "config.ini")
+    shutil.copy(DEPLOY / "overlays" / "certs" / "credentials" / "acme-account.key", mine / "credentials")
+    out = subprocess.run([kubectl, "kustomize", str(mine)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    docs = [doc for doc in yaml.safe_load_all(out.stdout) if doc]
+    for doc in docs:
+        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+    assert grants(docs) == WATCH | CERTS | LEASES
+    assert one(docs, "Deployment")["spec"]["replicas"] == 2
+    assert set(one(docs, "Secret")["data"]) == {"dns.key", "alertmanager-token", "acme-account.key"}

@@ -13,6 +13,7 @@ import json
 import os
 import pathlib
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -366,3 +367,26 @@ def test_seed_docker_run_line_runs_the_real_watcher(local_api: LocalAPI, tmp_pat
             proc.communicate(timeout=10)
     assert proc.returncode == 0, stderr[-2000:]
     assert "Received SIGTERM" in stderr
+
+
+def readme_docker_runs() -> list[list[str]]:
+    text = (ROOT / "deploy" / "README.md").read_text(encoding="utf-8").replace("\\\n", " ")
+    return [shlex.split(line.strip()) for line in text.splitlines() if line.strip().startswith("docker run ")]
+
+
+def test_the_readme_docker_run_lines_mount_what_they_name() -> None:
+    runs = readme_docker_runs()
+    assert len(runs) >= 3
+    configs = set()
+    for argv in runs:
+        assert argv[-1] == "event-watcher", argv
+        mounts = [argv[i + 1].split(":")[1].rstrip("/") for i, a in enumerate(argv) if a == "-v"]
+        env = dict(argv[i + 1].split("=", 1) for i, a in enumerate(argv) if a == "-e")
+        assert "/var/run/secrets/kubernetes.io/serviceaccount" in mounts, argv
+        if "CONFIG_FILE" in env:
+            configs.add(env["CONFIG_FILE"])
+            assert os.path.dirname(env["CONFIG_FILE"]) in mounts, (
+                f"{env['CONFIG_FILE']} is not in a mounted directory"
+            )
+    # The seed's two lines: config at /etc/config, and at /etc/watcher for the debugging shell.
+    assert {"/etc/config/config.ini", "/etc/watcher/config.ini"} <= configs
