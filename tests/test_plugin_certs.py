@@ -318,3 +318,14 @@ def test_local_ca_key_readable_by_others_warns(local_ca, caplog: pytest.LogCaptu
     os.chmod(key_path, 0o644)  # a Secret volume's default mode: every user can read the CA key
     local.LocalIssuer.from_config({"local_ca_cert": str(cert_path), "local_ca_key": str(key_path)})
     assert any(str(key_path) in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records)
+
+
+def test_every_key_is_documented() -> None:
+    readme = (Path(certs_plugin_dir()) / "README.md").read_text()
+    table_rows = [line for line in readme.splitlines() if line.startswith("| `")]
+    for key in sorted(cert_settings.KNOWN_KEYS):
+        assert any(f"`{key}`" in row for row in table_rows), f"{key} is missing from plugins/certs/README.md"
+
+
+def certs_plugin_dir() -> str:
+    return os.path.dirname(cert_settings.__file__)

@@ -147,15 +147,15 @@ class Controller:
                 return signed, key_pem
             except IssuanceError as e:
                 if not e.retry or attempt == attempts or self._stop.is_set():
-                    if attempts > 1 and e.retry:
-                        raise IssuanceError(f"{e} (after {attempt} attempts)") from e
+                    if attempt > 1:
+                        raise IssuanceError(f"{str(e).rstrip('.')} (after {attempt} attempts).") from e
                     raise
                 logger.warning(
                     "Attempt %d of %d to issue a certificate for route %s failed: %s Retrying in %gs.",
                     attempt,
                     attempts,
                     ident,
-                    e,
+                    _sentence(str(e)),
                     delay,
                 )
                 if self._stop.wait(delay):
@@ -193,7 +193,7 @@ class Controller:
         self._failures[key] = Failure(routes.host(route), count, until)
         return (
             f"Could not issue a certificate for route {routes.identity(route)} (host {routes.host(route)}) "
-            f"from issuer {self.issuer.name}: {why} "
+            f"from issuer {self.issuer.name}: {_sentence(why)} "
             f"Will retry on an event after {certificates.rfc3339(until)}.",
             "ERROR",
         )
@@ -232,6 +232,12 @@ class Controller:
                 "ERROR",
             )
         return (message, "INFO") if message else None
+
+
+def _sentence(text: str) -> str:
+    """Error texts end with or without a full stop; in our messages they always end with one."""
+    text = text.strip()
+    return text if text.endswith((".", "!", "?")) else text + "."
 
 
 def _key(route: Mapping[str, Any]) -> tuple[str, str]:
