@@ -16,12 +16,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Optional
 
-import josepy
 import requests
 from acme import challenges, client, messages
 from acme import errors as acme_errors
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from josepy import errors as jose_errors
+from josepy import jwa, jwk
 
 from watcher import rfc2136
 
@@ -93,7 +94,7 @@ class ACMESettings:
         return cls(directory, key_file, config.get("acme_email", "").strip() or None, ca_bundle, **values)
 
 
-def load_or_create_account_key(path: str) -> josepy.JWK:
+def load_or_create_account_key(path: str) -> jwk.JWK:
     """The account key from ``path``; a new RSA 2048 key written there (mode 0600) when it is missing.
 
     Losing this key means losing the account (and the ability to revoke what it ordered), so it is
@@ -125,9 +126,9 @@ def load_or_create_account_key(path: str) -> josepy.JWK:
             )
         logger.info("Created the ACME account key %s.", path)
     if isinstance(key, rsa.RSAPrivateKey):
-        return josepy.JWKRSA(key=key)
+        return jwk.JWKRSA(key=key)
     if isinstance(key, ec.EllipticCurvePrivateKey) and isinstance(key.curve, ec.SECP256R1):
-        return josepy.JWKEC(key=key)
+        return jwk.JWKEC(key=key)
     raise ValueError(f"acme_account_key_file = {path!r} must hold an RSA or ECDSA P-256 key")
 
 
@@ -160,10 +161,10 @@ class ACMEIssuer:
         """Directory and account, fetched on first use and again after any failure (the CA may restart)."""
         if self._acme is not None:
             return self._acme
-        alg = josepy.RS256 if isinstance(self.account_key, josepy.JWKRSA) else josepy.ES256
-        net = client.ClientNetwork(
-            self.account_key, alg=alg, verify_ssl=self.config.ca_bundle or True, user_agent=USER_AGENT
-        )
+        alg = jwa.RS256 if isinstance(self.account_key, jwk.JWKRSA) else jwa.ES256
+        # verify_ssl goes to requests' verify=, so a CA file path works (the library's hint says bool).
+        verify: Any = self.config.ca_bundle or True
+        net = client.ClientNetwork(self.account_key, alg=alg, verify_ssl=verify, user_agent=USER_AGENT)
         directory = client.ClientV2.get_directory(self.config.directory, net)
         acme = client.ClientV2(directory, net)
         registration = messages.NewRegistration.from_data(
@@ -272,7 +273,7 @@ class ACMEIssuer:
             return IssuanceError(
                 f"The ACME CA at {self.config.directory} cannot be reached: {type(e).__name__}.", retry=True
             )
-        if isinstance(e, (acme_errors.Error, josepy.errors.Error)):
+        if isinstance(e, (acme_errors.Error, jose_errors.Error)):
             return IssuanceError(f"The ACME exchange for {host} failed: {type(e).__name__}: {e}", retry=True)
         raise e
 

@@ -216,7 +216,7 @@ class Controller:
         if not routes.opted_in(route, self.settings) or not routes.ours(route, self.settings):
             return None
         cert = routes.current_certificate(route)
-        serial = routes.annotations(route).get(self.settings.annotation_key("serial"), "")
+        serial = routes.notes(route).get(self.settings.annotation_key("serial"), "")
         if cert is not None and certificates.serial_hex(cert) != serial:
             cert = None  # someone replaced our certificate: never revoke theirs
         meta = routes.meta(route)

@@ -49,7 +49,10 @@ class Deleted:
 
 
 class Issuer(Protocol):
-    name: str
+    @property
+    def name(self) -> str:
+        """``ipa``, ``acme`` or ``local``: recorded in ``<annotation>.issuer``."""
+        ...
 
     def issue(self, host: str, csr_pem: bytes) -> Signed:
         """Sign ``csr_pem`` (CN and SAN = ``host``); raise ``IssuanceError`` on failure."""

@@ -85,7 +85,7 @@ class LocalIssuer:
             x509.CertificateBuilder()
             .subject_name(csr.subject)
             .issuer_name(ca.subject)
-            .public_key(public_key)  # type: ignore[arg-type]
+            .public_key(public_key)
             .serial_number(int.from_bytes(secrets.token_bytes(16), "big") >> 1)
             .not_valid_before(now - _BACKDATE)
             .not_valid_after(not_after)
@@ -93,7 +93,7 @@ class LocalIssuer:
             .add_extension(_key_usage(isinstance(public_key, rsa.RSAPublicKey)), critical=True)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
             .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)  # type: ignore[arg-type]
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
             .add_extension(
                 x509.AuthorityKeyIdentifier.from_issuer_public_key(self.ca_key.public_key()), critical=False
             )

@@ -31,7 +31,8 @@ def meta(route: Mapping[str, Any]) -> Mapping[str, Any]:
     return route.get("metadata") or {}
 
 
-def annotations(route: Mapping[str, Any]) -> Mapping[str, str]:
+def notes(route: Mapping[str, Any]) -> Mapping[str, str]:
+    """The route's annotations (never None)."""
     return meta(route).get("annotations") or {}
 
 
@@ -50,12 +51,12 @@ def tls(route: Mapping[str, Any]) -> Mapping[str, Any]:
 
 
 def opted_in(route: Mapping[str, Any], settings: CertSettings) -> bool:
-    return str(annotations(route).get(settings.annotation, "")).strip().lower() == "true"
+    return str(notes(route).get(settings.annotation, "")).strip().lower() == "true"
 
 
 def ours(route: Mapping[str, Any], settings: CertSettings) -> bool:
     """The route says we put a certificate there (it may since have been replaced; see ``decide``)."""
-    return annotations(route).get(settings.annotation_key("state")) == STATE_CREATED
+    return notes(route).get(settings.annotation_key("state")) == STATE_CREATED
 
 
 def current_certificate(route: Mapping[str, Any]) -> Optional[Any]:
@@ -84,7 +85,7 @@ def decide(route: Mapping[str, Any], settings: CertSettings, now: datetime.datet
     cert = current_certificate(route)
     if cert is None:
         return Decision(ISSUE, "its certificate cannot be read")
-    serial = annotations(route).get(settings.annotation_key("serial"))
+    serial = notes(route).get(settings.annotation_key("serial"))
     if not ours(route, settings) or serial != certificates.serial_hex(cert):
         return Decision(ISSUE, "its certificate was not issued by this plugin")
     if not certificates.covers(cert, name):
