@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import threading
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -495,3 +496,32 @@ def test_a_frozen_leader_never_dispatches_after_its_lease_is_gone(
     second_term = [e for e in read_ledger(ledger) if e["who"] == first.who and e["t"] > first_of_other]
     assert {e["name"] for e in second_term} == {"doomed", "while-frozen", "after-thaw"}
     assert {e["name"]: e["type"] for e in second_term}["doomed"] == "DELETED"
+
+
+def test_a_forbidden_lease_is_logged_once_and_keeps_the_replica_unready(
+    local_api: LocalAPI, client: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    local_api.forbid("get", "leases")
+    watch = FakeWatch()
+    stop = threading.Event()
+    probes = health.Probes(60)
+    elector = leader.Elector(client, NS, LEASE, identity="a", timing=FAST)
+    runner = leader.Runner(watch, stop, probes, elector=elector)
+    thread = threading.Thread(target=runner.run, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: len(local_api.requests_seen()) >= 4, what="a few tries")
+        warnings = [r for r in caplog.records if "Could not read or write the lease" in r.getMessage()]
+        assert [r.levelname for r in warnings].count("WARNING") == 1
+        assert "Forbidden" in warnings[0].getMessage()
+        assert not probes.readiness().ok
+        local_api.allow("get", "leases")
+        wait_until(lambda: probes.role == "leader", what="leadership once the Role allows it")
+        assert probes.readiness().ok is False  # leading, but the (fake) watch has not listed yet
+        watch.ready.set()
+        assert probes.readiness().ok
+    finally:
+        stop.set()
+        thread.join(10)
+    assert not thread.is_alive()
+    assert lease(local_api)["holderIdentity"] == "", "released on stop"

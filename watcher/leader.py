@@ -327,6 +327,7 @@ class Runner:
         self._gauge = leader_gauge
         self._term_stop = threading.Event()
         self._lost = threading.Event()
+        self._failing = ""  # the last lease error logged, so that a streak is logged once
         self.gate = Gate(watch.handler, watch, probes, self._leading, self._lose)
         watch.handler = self.gate
         self._set_gauge(0 if elector else 1)
@@ -408,10 +409,20 @@ class Runner:
         elector = self.elector
         assert elector is not None
         try:
-            return elector.try_acquire_or_renew()
+            won = elector.try_acquire_or_renew()
         except (errors.APIError, errors.TransportError) as e:
-            logger.warning("Could not read or write the lease %s/%s: %s", elector.namespace, elector.name, e)
+            # Once per kind of failure, not every retry period (a missing Role rule would flood the log).
+            message = str(e)
+            level = logging.DEBUG if message == self._failing else logging.WARNING
+            logger.log(
+                level, "Could not read or write the lease %s/%s: %s", elector.namespace, elector.name, message
+            )
+            self._failing = message
             return False
+        if self._failing:
+            logger.info("The lease %s/%s can be read and written again.", elector.namespace, elector.name)
+            self._failing = ""
+        return won
 
     def _lead(self) -> None:
         elector = self.elector
