@@ -88,6 +88,24 @@ def test_unknown_key_type_and_bad_pem_are_one_line_errors() -> None:
         certificates.der_base64_to_pem("not base64 at all!")
 
 
+def test_public_key_of_a_private_key_pem_is_cached_by_digest() -> None:
+    key = certificates.generate_key("rsa")
+    pem = certificates.key_to_pem(key)
+    assert certificates.public_key_of_pem(pem) == certificates.public_key_bytes(key)
+    assert certificates.public_key_of_pem(pem) == certificates.public_key_bytes(key)  # from the cache
+    assert certificates.public_key_of_pem("") is None
+    assert (
+        certificates.public_key_of_pem("-----BEGIN RSA PRIVATE KEY-----\nAA==\n-----END RSA PRIVATE KEY-----")
+        is None
+    )
+    cache = certificates._PublicKeyCache(size=2)
+    pems = [certificates.key_to_pem(certificates.generate_key("ecdsa")) for _ in range(3)]
+    for item in pems:
+        cache.get(item)
+    assert len(cache._entries) == 2
+    assert all(pem not in str(cache._entries) for pem in pems)  # digests only, no key material
+
+
 def test_covers_exact_and_wildcard_names(local_ca) -> None:
     ca, _, _ = local_ca
     key = ec.generate_private_key(ec.SECP256R1())

@@ -11,6 +11,7 @@ import datetime
 import logging
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -29,6 +30,7 @@ from tests.certs_support import (
 )
 from tests.harness import route, running_watcher, wait_until
 from tests.servers.testca import TestCA
+from watcher import errors
 from watcher.localapi import LocalAPI
 
 NS = "demo"
@@ -201,6 +203,9 @@ def test_bad_settings_stop_the_plugin_at_start(local_api, tmp_path) -> None:
     assert "key_type" in str(caught.value)
     with plugin_watcher(local_api, tmp_path, NS) as watcher, pytest.raises(ValueError, match="local_ca_cert"):
         certs_plugin.init(watcher, {"issuer": "local"})
+    services = SimpleNamespace(api=object(), config=SimpleNamespace(resource="services"))
+    with pytest.raises(errors.PluginError, match="k8s_resource = services"):
+        certs_plugin.init(services, {"issuer": "local"})
 
 
 # --- end to end through the real watcher ----------------------------------------------------------------

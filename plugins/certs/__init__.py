@@ -30,6 +30,12 @@ def init(watcher: Any, config: Mapping[str, str]) -> None:
     close()
     if getattr(watcher, "api", None) is None:
         raise errors.PluginError("the certs plugin patches routes and needs the watcher's API access")
+    resource = str(getattr(getattr(watcher, "config", None), "resource", None) or "routes")
+    if resource.split(".")[0].lower() != "routes":
+        raise errors.PluginError(
+            "the certs plugin puts certificates into OpenShift routes "
+            f"and cannot work on k8s_resource = {resource}"
+        )
     settings = cert_settings.load(config)
     unknown = cert_settings.unknown_keys(config)
     if unknown:

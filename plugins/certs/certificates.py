@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import base64
 import datetime
+import hashlib
 import textwrap
-from typing import Union
+import threading
+from collections import OrderedDict
+from typing import Optional, Union
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -99,6 +102,46 @@ def public_key_bytes(key: Union[PrivateKey, x509.Certificate]) -> bytes:
     """The DER SubjectPublicKeyInfo of a private key or certificate: equal bytes mean the same key pair."""
     public = key.public_key()
     return public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+class _PublicKeyCache:
+    """Public key of a private key PEM, by the PEM's SHA-256, for the most recent few thousand keys.
+
+    Loading an RSA key checks it thoroughly and takes tens of milliseconds; every resync re-checks every
+    route's key, so without this a few thousand routes would cost a core for a minute per resync. The
+    digest, not the PEM, is the cache key: the cache holds no secret.
+    """
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self._entries: OrderedDict[bytes, Optional[bytes]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, pem: str) -> Optional[bytes]:
+        digest = hashlib.sha256(pem.encode("utf-8", "replace")).digest()
+        with self._lock:
+            if digest in self._entries:
+                self._entries.move_to_end(digest)
+                return self._entries[digest]
+        try:
+            public: Optional[bytes] = public_key_bytes(load_key(pem))
+        except CertificateError:
+            public = None
+        with self._lock:
+            self._entries[digest] = public
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+        return public
+
+
+_PUBLIC_KEYS = _PublicKeyCache()
+
+
+def public_key_of_pem(pem: str) -> Optional[bytes]:
+    """DER SubjectPublicKeyInfo of a private key PEM; None when it is missing or unreadable."""
+    if not pem:
+        return None
+    return _PUBLIC_KEYS.get(pem)
 
 
 def key_matches(cert: x509.Certificate, key: PrivateKey) -> bool:

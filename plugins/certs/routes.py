@@ -90,12 +90,10 @@ def decide(route: Mapping[str, Any], settings: CertSettings, now: datetime.datet
         return Decision(ISSUE, "its certificate was not issued by this plugin")
     if not certificates.covers(cert, name):
         return Decision(ISSUE, f"its certificate does not cover {name}")
-    key_pem = tls(route).get("key")
-    try:
-        key = certificates.load_key(str(key_pem or ""))
-    except certificates.CertificateError:
+    public = certificates.public_key_of_pem(str(tls(route).get("key") or ""))
+    if public is None:
         return Decision(ISSUE, "its private key is missing or cannot be read")
-    if not certificates.key_matches(cert, key):
+    if public != certificates.public_key_bytes(cert):
         return Decision(ISSUE, "its private key does not match its certificate")
     expires = certificates.not_after(cert)
     window = settings.renew_before.window(certificates.lifetime(cert))
