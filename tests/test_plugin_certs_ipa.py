@@ -307,3 +307,21 @@ def test_ipa_end_to_end(local_api, freeipa, tmp_path, caplog) -> None:  # noqa: 
     assert "Removed host web.apps.example.test of deleted route demo/web from FreeIPA" in text
     assert freeipa.users["admin"] not in text
     assert web["spec"]["tls"]["key"].splitlines()[1] not in text
+
+
+def test_check_config_redacts_the_certs_secrets(tmp_path: Path) -> None:
+    from watcher import config
+
+    ini = tmp_path / "config.ini"
+    ini.write_text(
+        "[global]\nk8s_api_endpoint = https://127.0.0.1:6443\nk8s_token = t0ken-abc\nk8s_resource = routes\n"
+        "[plugin_certs]\nissuer = ipa\nipa_user = admin\nipa_password = Pa55-word-xyz\n"
+        "dns_key_secret = c2VjcmV0LXNlY3JldA==\n"
+    )
+    SECRETS.update({"t0ken-abc", "Pa55-word-xyz"})
+    rendered = config.render(
+        config.load({}, str(ini), serviceaccount_dir=str(tmp_path / "sa"), home=str(tmp_path))
+    )
+    assert "ipa_user = admin" in rendered
+    assert "Pa55-word-xyz" not in rendered and "c2VjcmV0LXNlY3JldA==" not in rendered
+    assert "ipa_password = <redacted>" in rendered
