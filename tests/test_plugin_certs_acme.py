@@ -217,8 +217,17 @@ def test_an_unreachable_ca_is_retried_then_reported(local_api, pebble, tmp_path,
             assert level == "ERROR"
             assert "cannot be reached" in message and "after 3 attempts" in message
             assert len([r for r in caplog.records if "Attempt" in r.getMessage()]) == 2
-            # within the cooldown, resyncs leave the route (and the CA) alone
+            assert "Issuance for every route pauses until then." in message
+            # within the cooldown, resyncs leave the route (and the CA) alone, and so do other routes:
+            # an outage costs one route's attempts, not one round per route
             assert certs_plugin.handle_event(watcher, {"type": "MODIFIED", "object": obj}, config) is None
+            other = local_api.create(
+                "routes", route("other", NS, "other.apps.example.test", annotations=OPT_IN)
+            )
+            caplog.clear()
+            assert certs_plugin.handle_event(watcher, {"type": "ADDED", "object": other}, config) is None
+            assert "issuer acme is paused until" in caplog.text
+            assert not [r for r in caplog.records if "Attempt" in r.getMessage()]
         finally:
             certs_plugin.close()
     assert patches(local_api, "web") == 0

@@ -325,3 +325,33 @@ def test_check_config_redacts_the_certs_secrets(tmp_path: Path) -> None:
     assert "ipa_user = admin" in rendered
     assert "Pa55-word-xyz" not in rendered and "c2VjcmV0LXNlY3JldA==" not in rendered
     assert "ipa_password = <redacted>" in rendered
+
+
+def test_an_outage_pauses_every_route_then_issuance_resumes(local_api, freeipa, tmp_path) -> None:  # noqa: F811
+    config = ipa_config(
+        freeipa, issue_attempts="5", issue_backoff="0.2s", issue_timeout="0.1s", failure_cooldown="0.5s"
+    )
+    web = local_api.create("routes", route("web", NS, HOST, annotations=OPT_IN))
+    shop = local_api.create("routes", route("shop", NS, "shop.apps.example.test", annotations=OPT_IN))
+    freeipa.fail_next(1, status=502)
+    with plugin_watcher(local_api, tmp_path, NS) as watcher:
+        certs_plugin.init(watcher, config)
+
+        def handle(kind: str, obj: dict):
+            return certs_plugin.handle_event(watcher, {"type": kind, "object": obj}, config)
+
+        try:
+            message, level = handle("ADDED", web)
+            # issue_timeout spent: no second attempt although issue_attempts allows five
+            assert level == "ERROR" and "HTTP 502" in message and "pauses" in message
+            assert "after" not in message.split("HTTP 502")[1].split("Will retry")[0]
+            calls = len(freeipa.calls)
+            assert handle("ADDED", shop) is None  # paused: FreeIPA is not asked
+            assert len(freeipa.calls) == calls
+            # after the cooldown, the next event (a resync) issues again
+            result = wait_until(lambda: handle("MODIFIED", shop), what="issuance after the pause")
+            assert result[1] == "INFO"
+            assert handle("MODIFIED", web)[1] == "INFO"
+        finally:
+            certs_plugin.close()
+    assert patches(local_api, "web") == 1 and patches(local_api, "shop") == 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import logging
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
@@ -50,6 +51,7 @@ class Controller:
         self.now = now
         self._failures: dict[tuple[str, str], Failure] = {}
         self._skipped: set[tuple[str, str]] = set()
+        self._paused_until: Optional[datetime.datetime] = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
 
@@ -96,6 +98,15 @@ class Controller:
             )
             return None
 
+        if self._paused_until is not None and self.now() < self._paused_until:
+            logger.debug(
+                "Route %s needs a certificate; issuer %s is paused until %s after an outage.",
+                ident,
+                self.issuer.name,
+                certificates.rfc3339(self._paused_until),
+            )
+            return None
+
         meta = routes.meta(route)
         try:
             fresh = self.api.get(meta.get("namespace"), meta.get("name"))
@@ -116,7 +127,8 @@ class Controller:
         try:
             signed, key_pem = self._issue(ident, host)
         except IssuanceError as e:
-            return self._failed(fresh, str(e))
+            return self._failed(fresh, str(e), outage=e.retry)
+        self._paused_until = None
 
         patch = routes.tls_patch(fresh, signed, key_pem, self.issuer.name, self.settings)
         try:
@@ -140,13 +152,15 @@ class Controller:
         csr = certificates.build_csr(key, host)
         delay = self.settings.issue_backoff.total_seconds()
         attempts = self.settings.issue_attempts
+        budget = time.monotonic() + self.settings.issue_timeout.total_seconds()
         for attempt in range(1, attempts + 1):
             try:
                 signed = self.issuer.issue(host, csr)
                 self._verify(signed, key, host)
                 return signed, key_pem
             except IssuanceError as e:
-                if not e.retry or attempt == attempts or self._stop.is_set():
+                out_of_time = time.monotonic() + delay > budget
+                if not e.retry or attempt == attempts or out_of_time or self._stop.is_set():
                     if attempt > 1:
                         raise IssuanceError(f"{str(e).rstrip('.')} (after {attempt} attempts).") from e
                     raise
@@ -184,17 +198,24 @@ class Controller:
                 f"The certificate from issuer {self.issuer.name} is not valid now.", retry=False
             )
 
-    def _failed(self, route: Mapping[str, Any], why: str) -> Result:
-        """Remember the failure so resyncs inside the cooldown leave the route (and the CA) alone."""
+    def _failed(self, route: Mapping[str, Any], why: str, outage: bool = False) -> Result:
+        """Remember the failure so resyncs inside the cooldown leave the route (and the CA) alone.
+
+        An ``outage`` (the CA or the network failed, not this route's request) pauses every route.
+        """
         key = _key(route)
         previous = self._failures.get(key)
         count = previous.count + 1 if previous else 1
         until = self.now() + self.settings.failure_cooldown
         self._failures[key] = Failure(routes.host(route), count, until)
+        paused = ""
+        if outage:
+            self._paused_until = until
+            paused = " Issuance for every route pauses until then."
         return (
             f"Could not issue a certificate for route {routes.identity(route)} (host {routes.host(route)}) "
             f"from issuer {self.issuer.name}: {_sentence(why)} "
-            f"Will retry on an event after {certificates.rfc3339(until)}.",
+            f"Will retry on an event after {certificates.rfc3339(until)}.{paused}",
             "ERROR",
         )
 

@@ -32,6 +32,7 @@ COMMON_KEYS = (
     "renew_before",
     "issue_attempts",
     "issue_backoff",
+    "issue_timeout",
     "failure_cooldown",
     "revoke_on_delete",
 )
@@ -152,8 +153,12 @@ class CertSettings:
     # A few quick attempts inside one event ride out a blip; more would hold up every other route.
     issue_attempts: int = 3
     issue_backoff: datetime.timedelta = datetime.timedelta(seconds=2)
+    # No new attempt starts this long after the first: a CA that hangs costs one route a bounded time.
+    issue_timeout: datetime.timedelta = datetime.timedelta(seconds=60)
     # After a route's attempts all failed, resyncs within this time leave it alone so a broken CA or
-    # DNS setup is not hammered every few seconds (ACME CAs rate-limit failed validations).
+    # DNS setup is not hammered every few seconds (ACME CAs rate-limit failed validations). When the
+    # failure was the CA's or the network's (not the route's), every route waits this long, so an
+    # outage does not cost each of hundreds of routes its own round of attempts.
     failure_cooldown: datetime.timedelta = datetime.timedelta(seconds=60)
     revoke_on_delete: bool = False
 
@@ -184,6 +189,7 @@ def load(config: Mapping[str, str]) -> CertSettings:
         "renew_before": ("renew_before", parse_renew_before),
         "issue_attempts": ("issue_attempts", lambda v, k: parse_int(v, k, minimum=1)),
         "issue_backoff": ("issue_backoff", parse_duration),
+        "issue_timeout": ("issue_timeout", parse_duration),
         "failure_cooldown": ("failure_cooldown", parse_duration),
         "revoke_on_delete": ("revoke_on_delete", parse_bool),
     }
