@@ -31,7 +31,7 @@ NOT_FOUND = 4001
 DUPLICATE_ENTRY = 4002
 DNS_NOT_A_RECORD = 4019
 
-_TIMEOUT = (10.0, 60.0)  # connect, read: Dogtag can take a while to sign
+_TIMEOUT = (10.0, 30.0)  # connect, read: Dogtag signs in seconds; a hung server costs one attempt
 
 
 class IPAError(IssuanceError):

@@ -114,6 +114,8 @@ def start_pebble(directory: Path, bind: BindServer) -> PebbleServer:
     }
     config_file = directory / "pebble-config.json"
     config_file.write_text(json.dumps(config))
+    # A clean environment: a PEBBLE_VA_ALWAYS_VALID=1 left in the caller's shell would make every
+    # challenge pass without looking at DNS, and the tests would prove nothing.
     env = {
         key: value
         for key, value in os.environ.items()
