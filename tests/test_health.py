@@ -91,8 +91,27 @@ def test_a_stale_heartbeat_fails_liveness_and_any_progress_revives_it() -> None:
     assert probes.liveness().ok
     clock.now += 61
     assert not probes.liveness().ok
-    probes.beat()  # the dispatcher handed an event to the plugins
+    probes.beat()  # the leader elector finished a try
     assert probes.liveness().ok
+
+
+def test_the_dispatchers_counters_are_progress_even_when_the_informer_is_busy() -> None:
+    """A long relist through slow plugins never returns to the informer's loop; counted events show it
+    is moving. The counters are read when a probe asks, not touched per event."""
+    clock = FakeClock()
+    probes = health.Probes(60, clock=clock)
+    handled = [0.0]
+    probes.track(lambda: handled[0])
+    probes.watching(FakeInformer(clock))
+    for _ in range(5):
+        clock.now += 50
+        handled[0] += 1
+        assert probes.liveness().ok
+    clock.now += 50
+    assert probes.liveness().ok  # 50 s since the count last moved
+    clock.now += 11
+    verdict = probes.liveness()
+    assert not verdict.ok, "a plugin stuck on one event: the count stops"
 
 
 def test_standby_is_ready_once_it_has_read_the_lease() -> None:

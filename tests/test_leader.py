@@ -242,7 +242,7 @@ def test_the_gate_undelivers_what_it_drops_so_the_next_relist_sends_it() -> None
     given: list[dict[str, Any]] = []
     leading = [True]
     lost = []
-    gate = leader.Gate(given.append, watch, health.Probes(60), lambda: leading[0], lambda: lost.append(1))
+    gate = leader.Gate(given.append, watch, lambda: leading[0], lambda: lost.append(1))
     # What the informer does: update the cache, then call the handler.
     watch.cache["uid-a"] = ("5", b"{}")
     gate({"type": "ADDED", "object": obj("a", "5")})
@@ -335,7 +335,8 @@ class Proc:
             return 0, ""
 
     def is_leader(self) -> bool:
-        return "event_watcher_leader 1.0" in self.get("/metrics")[1]
+        status, body = self.get("/readyz")
+        return status == 200 and body.startswith("ok: leader")
 
     def is_standby(self) -> bool:
         status, body = self.get("/readyz")
@@ -415,6 +416,8 @@ def test_kill_9_the_leader_and_the_standby_takes_over_without_losing_events(
         what="the leader to deliver the existing routes",
     )
     assert names(read_ledger(ledger), other.who) == set(), "the standby dispatched"
+    assert "event_watcher_leader 1.0" in first.get("/metrics")[1]
+    assert "event_watcher_leader 0.0" in other.get("/metrics")[1]
 
     first.proc.kill()  # SIGKILL: no release, the lease has to expire
     first.proc.wait(10)

@@ -3,11 +3,12 @@
 Liveness and readiness mean different things and restart different problems:
 
 * ``/healthz`` (liveness) - the loop is alive and not wedged. The informer touches a heartbeat for every
-  block it reads and every time round its loop, the dispatcher after every event handed to the plugins,
-  and the leader elector on every try. A heartbeat older than ``stale_after`` - longer than a few watch
-  read timeouts, so an idle but healthy watch never trips it - means something hangs (a plugin that
-  never returns, a socket that never times out): the kubelet restarts the container. While the watcher
-  still waits for the API server at start-up it is alive: restarting would not make the server answer.
+  block it reads and every time round its loop, the leader elector on every try, and the dispatcher's
+  counters move with every event the plugins finish (read when a probe asks, so the hot path pays
+  nothing). No progress for ``stale_after`` - longer than a few watch read timeouts, so an idle but
+  healthy watch never trips it - means something hangs (a plugin that never returns, a socket that
+  never times out): the kubelet restarts the container. While the watcher still waits for the API
+  server at start-up it is alive: restarting would not make the server answer.
 * ``/readyz`` (readiness) - the first LIST is delivered and the WATCH is connected. A leader-election
   standby is ready too, once it has read the Lease: waiting is its job, and a standby that is never
   ready would block every rolling update (``maxUnavailable``) and hide the replica that takes over.
@@ -71,12 +72,22 @@ class Probes:
         self._informer: Optional[Watching] = None
         self._beat = clock()
         self._lease_seen = False
+        self._progress: Optional[Callable[[], float]] = None
+        self._progress_value: Optional[float] = None
+        self._progress_at = clock()
 
     # --- fed by the run loop ------------------------------------------------------------------------
 
     def beat(self) -> None:
-        """Progress: an event was handed to the plugins, or the elector finished a try."""
+        """Progress: the elector finished a try."""
         self._beat = self._clock()
+
+    def track(self, progress: Callable[[], float]) -> None:
+        """A number that grows as events are handed to the plugins (the dispatcher's counters).
+
+        Read when a probe asks, not touched per event: the hot path pays nothing for liveness.
+        """
+        self._progress = progress
 
     def watching(self, informer: Watching, role: str = "single") -> None:
         with self._lock:
@@ -103,10 +114,16 @@ class Probes:
             informer, role = self._informer, self._role
         if role == "starting":
             return Verdict(True, "starting")
-        last = self._beat
+        now = self._clock()
+        if self._progress is not None:
+            value = self._progress()
+            if value != self._progress_value:
+                self._progress_value = value
+                self._progress_at = now
+        last = max(self._beat, self._progress_at)
         if informer is not None:
             last = max(last, informer.last_activity)
-        age = self._clock() - last
+        age = now - last
         if age > self.stale_after:
             return Verdict(False, f"{role}: no progress for {age:.0f} s (limit {self.stale_after:.0f} s)")
         return Verdict(True, f"{role}: last progress {age:.0f} s ago")

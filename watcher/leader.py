@@ -255,22 +255,21 @@ class Watch(Protocol):
 
 
 class Gate:
-    """Stands between the informer and the plugins: dispatch only while leading, beat the probe after.
+    """Stands between the informer and the plugins: dispatch only while holding the lease.
 
-    Called by the informer with its lock held, after it updated its cache for the event.
+    Called by the informer with its lock held, after it updated its cache for the event. Only used with
+    leader election: without it the informer calls the dispatcher directly.
     """
 
     def __init__(
         self,
         dispatch: Callable[[dict[str, Any]], None],
         watch: Watch,
-        probes: health.Probes,
         leading: Callable[[], bool],
         on_lost: Callable[[], None],
     ) -> None:
         self._dispatch = dispatch
         self._watch = watch
-        self._probes = probes
         self._leading = leading
         self._on_lost = on_lost
         self.dropped = 0
@@ -289,7 +288,6 @@ class Gate:
             self._on_lost()
             return
         self._dispatch(event)
-        self._probes.beat()
 
     def _undeliver(self, event: dict[str, Any]) -> None:
         """Make the cache say what the plugins were really given, so the next relist re-delivers this."""
@@ -328,8 +326,10 @@ class Runner:
         self._term_stop = threading.Event()
         self._lost = threading.Event()
         self._failing = ""  # the last lease error logged, so that a streak is logged once
-        self.gate = Gate(watch.handler, watch, probes, self._leading, self._lose)
-        watch.handler = self.gate
+        self.gate: Optional[Gate] = None
+        if elector is not None:
+            self.gate = Gate(watch.handler, watch, self._leading, self._lose)
+            watch.handler = self.gate
         self._set_gauge(0 if elector else 1)
 
     @classmethod
@@ -351,6 +351,9 @@ class Runner:
                     exit_code=errors.EXIT_NAMESPACE,
                 )
             elector = Elector(client, settings.namespace, settings.leader_election_name)
+        if metrics is not None:
+            plugins = [metrics.plugin(name) for name in settings.plugins]
+            probes.track(lambda: sum(p.handled.get() + p.failed.get() for p in plugins))
         return cls(watch, stop, probes, elector=elector, leader_gauge=getattr(metrics, "leader", None))
 
     def _leading(self) -> bool:
