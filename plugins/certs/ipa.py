@@ -250,9 +250,9 @@ class IPAIssuer:
                 f"Removed host {route.host} of deleted route {route.ident} from FreeIPA "
                 "(which revokes its certificates)."
             )
-        if revoke and route.serial:
+        if revoke and route.certificate is not None:
             # 5 = cessationOfOperation: the route is gone, nothing was compromised.
-            self.client.call("cert_revoke", [int(route.serial, 16)], {"revocation_reason": 5})
+            self.client.call("cert_revoke", [route.certificate.serial_number], {"revocation_reason": 5})
             return f"Revoked certificate {route.serial} of deleted route {route.ident} in FreeIPA."
         return None
 
