@@ -24,7 +24,7 @@ import urllib3
 from requests.adapters import HTTPAdapter
 
 import watcher
-from watcher import auth, errors
+from watcher import auth, errors, stream
 from watcher.config import Settings
 
 logger = logging.getLogger(__name__)
@@ -141,13 +141,44 @@ class WatchResponse:
         self._raw = response.raw
 
     def chunks(self) -> Iterator[bytes]:
-        """Body blocks as they arrive. ``read1`` returns what is there, so a trickle is not held back."""
-        read1 = self._raw.read1
+        """Body blocks as they arrive. ``read1`` returns what is there, so a trickle is not held back.
+
+        A chunked, unencoded body (what the API server sends for a WATCH) is read straight from the
+        connection's buffered reader and de-chunked by ``stream.ChunkDecoder``: one call per TLS
+        record instead of four layers of Python per chunk. Anything else (gzip, a Content-Length or
+        close-delimited body) goes through urllib3, which decodes it.
+        """
+        reader = self._chunked_reader()
+        if reader is None:
+            read1 = self._raw.read1
+            while True:
+                block = read1(READ_SIZE)
+                if not block:
+                    return
+                yield block
+        read1 = reader.read1
+        decoder = stream.ChunkDecoder()
+        feed = decoder.feed
         while True:
-            block = read1(READ_SIZE)
-            if not block:
+            raw = read1(READ_SIZE)
+            if not raw:
+                raise errors.TransportError("the connection closed before the end of the watch stream")
+            block = feed(raw)
+            if block:
+                yield block
+            if decoder.done:
                 return
-            yield block
+
+    def _chunked_reader(self) -> Any:
+        """The connection's buffered reader when the body is chunked and not content-encoded."""
+        encoding = self._response.headers.get("Content-Encoding", "identity").strip().lower()
+        inner = getattr(self._raw, "_fp", None)  # urllib3 → http.client.HTTPResponse
+        if encoding != "identity" or not getattr(inner, "chunked", False):
+            return None
+        if getattr(inner, "chunk_left", None) is not None:  # http.client already began de-chunking
+            return None
+        reader = getattr(inner, "fp", None)
+        return reader if hasattr(reader, "read1") else None
 
     def abort(self) -> None:
         """Shut the socket down so a blocked read returns at once (used on SIGTERM and lease loss)."""

@@ -177,6 +177,10 @@ class Dispatcher:
         self.chain: list[tuple[Plugin, PluginContext, PluginMetrics]] = [
             (plugin, context, metrics.plugin(plugin.name)) for plugin, context in zip(plugins, contexts)
         ]
+        self._bound = [
+            (plugin.handle, context, plugin.config, plugin_metrics.succeeded, plugin, plugin_metrics)
+            for plugin, context, plugin_metrics in self.chain
+        ]
         self.failures = 0
 
     @classmethod
@@ -201,11 +205,15 @@ class Dispatcher:
         return cls(plugins, contexts, metrics)
 
     def __call__(self, event: dict[str, Any]) -> None:
-        for plugin, context, metrics in self.chain:
-            started = time.perf_counter()
+        # The hot path: two clock reads per plugin, no lock, no logging unless the plugin returned
+        # something to log; the rest was looked up once, in _bound.
+        clock = time.perf_counter
+        for handle, context, config, succeeded, plugin, metrics in self._bound:
+            started = clock()
             try:
-                result = plugin.handle(context, event, plugin.config)
+                result = handle(context, event, config)
             except Exception:
+                metrics.duration.observe(clock() - started)
                 self.failures += 1
                 metrics.failed.inc()
                 context.logger.exception(
@@ -215,9 +223,7 @@ class Dispatcher:
                     _identity(event.get("object")),
                 )
                 continue
-            finally:
-                metrics.duration.observe(time.perf_counter() - started)
-            metrics.handled.inc()
+            succeeded(clock() - started)
             if result is not None:
                 _log_result(context.logger, plugin.name, result)
 
