@@ -386,24 +386,44 @@ class Client:
         limit: int = 500,
     ) -> ListResult:
         """All pages of a LIST; a continue token that expired mid-way raises ``errors.Gone``."""
+        items: list[dict[str, Any]] = []
+        resource_version = ""
+        for page in self.pages(
+            info, namespace, label_selector=label_selector, field_selector=field_selector, limit=limit
+        ):
+            items.extend(page.items)
+            resource_version = page.resource_version
+        return ListResult(items, resource_version)
+
+    def pages(
+        self,
+        info: ResourceInfo,
+        namespace: Optional[str],
+        *,
+        label_selector: Optional[str] = None,
+        field_selector: Optional[str] = None,
+        limit: int = 500,
+    ) -> Iterator[ListResult]:
+        """The pages of a LIST one by one, each with the list's resourceVersion, so that a caller can
+        keep something smaller than 100,000 objects as dicts; an expired continue token raises
+        ``errors.Gone``."""
         path = info.collection_path(namespace)
         action = f"list {info.display}" + (
             f" in namespace {namespace}" if info.namespaced and namespace else ""
         )
         params = _selectors(label_selector, field_selector)
         params["limit"] = str(limit)
-        items: list[dict[str, Any]] = []
         while True:
             response = self._send("GET", path, action, params=params)
             try:
                 page = orjson.loads(response.content)
             except orjson.JSONDecodeError:
                 raise errors.APIError(response.status_code, f"the answer to {action} is not JSON") from None
-            items.extend(page.get("items") or [])
             meta = page.get("metadata") or {}
+            yield ListResult(page.get("items") or [], str(meta.get("resourceVersion", "")))
             token = meta.get("continue")
             if not token:
-                return ListResult(items, str(meta.get("resourceVersion", "")))
+                return
             params["continue"] = token
 
     def watch(

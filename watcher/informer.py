@@ -192,39 +192,55 @@ class Informer:
     # --- LIST and diff ------------------------------------------------------------------------------
 
     def _relist(self) -> None:
-        result = self.client.list(
+        """LIST page by page, then deliver DELETED for what vanished and ADDED/MODIFIED for what changed.
+
+        Deletions go first so that a plugin keyed by name sees a delete-and-recreate in its real
+        order. Until the whole list is in, changed items wait as JSON bytes, not dicts: a page of
+        dicts at a time, never 100,000 of them (a Route as dicts is ~5x its JSON). Only this thread
+        writes the cache, so comparing against it while paging is safe.
+        """
+        kind, api_version = self.info.kind, self.info.api_version
+        fresh: dict[str, tuple[str, Optional[bytes]]] = {}  # key -> (resourceVersion, JSON if changed)
+        resource_version = ""
+        for page in self.client.pages(
             self.info,
             self.namespace,
             label_selector=self.label_selector,
             field_selector=self.field_selector,
             limit=self.tuning.page_size,
-        )
-        kind, api_version = self.info.kind, self.info.api_version
-        fresh: dict[str, tuple[str, dict[str, Any]]] = {}
-        for item in result.items:
-            # LIST items come without kind/apiVersion; plugins expect what a watch event carries.
-            item.setdefault("kind", kind)
-            item.setdefault("apiVersion", api_version)
-            meta = item.get("metadata") or {}
-            fresh[_key(meta)] = (str(meta.get("resourceVersion", "")), item)
+        ):
+            for item in page.items:
+                meta = item.get("metadata") or {}
+                key, rv = _key(meta), str(meta.get("resourceVersion", ""))
+                old = self.cache.get(key)
+                if old is not None and old[0] == rv:
+                    fresh[key] = (rv, None)
+                    continue
+                # LIST items come without kind/apiVersion; plugins expect what a watch event carries.
+                item.setdefault("kind", kind)
+                item.setdefault("apiVersion", api_version)
+                fresh[key] = (rv, compact_json(item))
+            resource_version = page.resource_version
         with self._lock:
             gone = [key for key in self.cache if key not in fresh]
             for key in gone:
                 _, data = self.cache.pop(key)
                 self.handler({"type": "DELETED", "object": cached_object(data)})
-            for key, (rv, item) in fresh.items():
-                old = self.cache.get(key)
-                if old is not None and old[0] == rv:
+            for key, (rv, changed) in fresh.items():
+                if changed is None:
                     continue
-                self.cache[key] = (rv, orjson.dumps(item))
-                self.handler({"type": "ADDED" if old is None else "MODIFIED", "object": item})
-            self.resource_version = result.resource_version
+                old = self.cache.get(key)
+                self.cache[key] = (rv, changed)
+                self.handler(
+                    {"type": "ADDED" if old is None else "MODIFIED", "object": orjson.loads(changed)}
+                )
+            self.resource_version = resource_version
             self.metrics.cached_objects.set(len(self.cache))
         logger.info(
             "Listed %d %s at resourceVersion %s%s.",
             len(fresh),
             self._where,
-            result.resource_version,
+            resource_version,
             f"; {len(gone)} vanished while we were not watching" if gone else "",
         )
 
@@ -359,6 +375,12 @@ class Informer:
                     if stop.is_set():
                         return
                     self.handler({"type": "MODIFIED", "object": cached_object(data)})
+
+
+def compact_json(obj: Any) -> bytes:
+    """``orjson.dumps`` in bytes of its own size: orjson returns its output in the buffer it grew,
+    8 KB for a 1.5 KB Route (tracemalloc), and a cache of 100,000 of those would cost 5x the JSON."""
+    return bytes(memoryview(orjson.dumps(obj)))
 
 
 def cached_object(data: bytes) -> dict[str, Any]:
