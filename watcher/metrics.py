@@ -122,10 +122,13 @@ class Metrics:
         self.cached_objects = Gauge(
             "event_watcher_cached_objects", "Objects in the informer cache.", registry=r
         )
+        # 0 until the run loop starts dispatching (leader.Runner sets it): during start-up, and on a
+        # leader-election standby, this replica hands nothing to the plugins.
         self.leader = Gauge(
-            "event_watcher_leader", "1 while this replica holds the lease (or runs alone).", registry=r
+            "event_watcher_leader",
+            "1 while this replica dispatches: it holds the lease, or runs without leader election.",
+            registry=r,
         )
-        self.leader.set(1)
         build = Gauge(
             "event_watcher_build_info",
             "Version of the watcher and of Python.",
