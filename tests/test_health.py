@@ -261,3 +261,11 @@ def test_live_watcher_metrics_and_probes(local_api: LocalAPI) -> None:
             assert result.returncode == 0, result.stderr
         finally:
             srv.stop()
+
+
+def test_a_new_watcher_does_not_claim_to_dispatch_before_it_does() -> None:
+    """Before the run loop starts (and on a standby) the leader gauge must read 0, or alerts on
+    ``sum(event_watcher_leader) > 1`` fire during every rolling update."""
+    from watcher.metrics import Metrics
+
+    assert Metrics().registry.get_sample_value("event_watcher_leader") == 0
