@@ -152,7 +152,8 @@ class WatchResponse:
         if reader is None:
             read1 = self._raw.read1
             while True:
-                block = read1(READ_SIZE)
+                # requests leaves decoding off on the raw response; a gzip body must still be undone.
+                block = read1(READ_SIZE, decode_content=True)
                 if not block:
                     return
                 yield block

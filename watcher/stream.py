@@ -103,7 +103,7 @@ class ChunkDecoder:
         if self.done:
             return b""
         left = self._left
-        if left >= len(raw):  # all data, the usual case inside a large chunk: no copy at all
+        if left and left >= len(raw):  # all data, the usual case inside a large chunk: no copy at all
             self._left = left - len(raw)
             if not self._left:
                 self._crlf = 2
