@@ -98,15 +98,18 @@ def load_history(api: LocalAPI, routes: int, events: int, *, progress: bool = Tr
     for i in range(routes):
         api.create("routes", bench_route(i))
     for n in range(events - routes):
-        i = n % routes
-        api.patch(
-            "routes", NAMESPACE, f"app-{i:06d}", {"metadata": {"annotations": {"bench/generation": str(n)}}}
-        )
+        touch(api, n, routes)
         if progress and n and n % 100_000 == 0:
             say(f"  ... {n + routes} changes made")
     if progress:
         say(f"  {events} changes on {routes} routes made in {time.monotonic() - started:.1f} s")
     return base
+
+
+def touch(api: LocalAPI, n: int, routes: int) -> None:
+    """Change route ``n % routes`` (a new annotation value): one MODIFIED event."""
+    annotations = {"bench/generation": str(n)}
+    api.patch("routes", NAMESPACE, f"app-{n % routes:06d}", {"metadata": {"annotations": annotations}})
 
 
 def say(text: str) -> None:
@@ -239,6 +242,17 @@ def run_process(
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+def wait_for_watch(api: LocalAPI, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
+    """Until the watcher has listed and opened its WATCH: changes made before would come by LIST."""
+    deadline = time.monotonic() + timeout
+    while api.stats.watches_opened < 1:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the watcher exited with {proc.returncode} before watching")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the watcher opened no WATCH within {timeout:.0f} s")
+        time.sleep(0.01)
 
 
 def watcher_argv(config: str) -> list[str]:

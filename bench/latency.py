@@ -40,17 +40,6 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def wait_for_watch(api: LocalAPI, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
-    """Until the watcher has listed and opened its WATCH: changes made before would come by LIST."""
-    deadline = time.monotonic() + timeout
-    while api.stats.watches_opened < 1:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the watcher exited with {proc.returncode} before watching")
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"the watcher opened no WATCH within {timeout:.0f} s")
-        time.sleep(0.01)
-
-
 def trickle(api: LocalAPI, routes: int, events: int, rate: float) -> None:
     """``events`` changes at ``rate`` per second, on a fixed schedule (a late one does not shift the rest)."""
     interval = 1.0 / rate
@@ -85,7 +74,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
             config = _common.write_config(workdir, api, {**plugin, "stamp_annotation": _common.STAMP})
 
             def drive(proc: subprocess.Popen[bytes]) -> None:
-                wait_for_watch(api, proc)
+                _common.wait_for_watch(api, proc)
                 _common.say(f"Watching; {args.events} changes at {args.rate:g}/s ...")
                 trickle(api, args.routes, args.events, args.rate)
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -44,6 +45,8 @@ import requests
 from _common import NAMESPACE, Run, say
 
 from watcher.localapi import LocalAPI
+
+SOAK_HISTORY = 50_000  # changes the local API keeps during a soak: bounded, unlike a pre-made history
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -216,13 +219,42 @@ def compare(bench: Bench, pairs: int) -> None:
     )
 
 
-def soak(bench: Bench) -> None:
-    run = bench.watcher()
-    say(describe("watcher", run))
+def soak(args: argparse.Namespace, workdir: str) -> None:
+    """The watcher over ``args.soak`` events made while it runs (a history that large, pre-rendered,
+    would not fit in memory); its RSS at every tenth shows whether anything grows with the count."""
+    api = _common.start_api(SOAK_HISTORY)
+    try:
+        for i in range(args.routes):
+            api.create("routes", _common.bench_route(i))
+        report = os.path.join(workdir, "report.json")
+        target = args.routes + args.soak
+        config = _common.write_config(workdir, api, {"events": str(target), "report": report})
+        say(f"Soak: {args.soak:,} changes on {args.routes} routes, made while the watcher runs ...")
+
+        def produce(proc: subprocess.Popen[bytes]) -> None:
+            _common.wait_for_watch(api, proc)
+            # Until the watcher reports: should it ever fall behind the retained history, it relists
+            # (coalescing changes), and needs a few more to reach its count.
+            for n in range(2 * args.soak):
+                if n % 1000 == 0 and (proc.poll() is not None or os.path.exists(report)):
+                    return
+                _common.touch(api, n, args.routes)
+
+        run = _common.run_process(
+            _common.watcher_argv(config),
+            report,
+            env=_common.clean_environ(workdir),
+            timeout=600.0,
+            log=os.path.join(workdir, "watcher.log"),
+            while_waiting=produce,
+        )
+    finally:
+        api.stop()
+    say(describe("watcher", run) + "  (throughput bound by the changes being made)")
     for n, kb in run.rss_kb:
         say(f"  after {n:>9,} events: RSS {kb / 1024:7.1f} MB")
     say(
-        f"rss_growth={run.rss_growth * 100:.2f}% events={run.events} events_per_s={run.events_per_s:.0f} "
+        f"rss_growth={run.rss_growth * 100:.2f}% events={run.events} "
         f"cpu_us_per_event={run.cpu_us_per_event:.2f} peak_rss_mb={run.peak_rss_mb:.1f}"
     )
 
@@ -233,30 +265,28 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         url, ca, token_file, namespace, rv, events, report = args.official_client
         official_client(url, ca, token_file, namespace, rv, int(events), report)
         return
-    events = args.soak or args.events
     say(f"Machine: {os.cpu_count()} CPUs, load average {_common.load_average()}")
     with tempfile.TemporaryDirectory(prefix="bench-throughput-") as tmp:
         workdir = args.workdir or tmp
         os.makedirs(workdir, exist_ok=True)
-        api = _common.start_api(events + args.routes)
+        if args.soak:
+            soak(args, workdir)
+            return
+        api = _common.start_api(args.events + args.routes)
         try:
             say(f"Loading the local API at {api.url}:")
-            base = _common.load_history(api, args.routes, events)
+            base = _common.load_history(api, args.routes, args.events)
             api.serve_stale_lists(base)
-            bench = Bench(api, base, events, workdir)
-            if args.soak:
-                soak(bench)
-                return
-            lines = fetch_lines(api, base, events)
+            lines = fetch_lines(api, base, args.events)
             size = sum(len(line) + 1 for line in lines) / len(lines)
             rate, cost = parse_only(lines)
             del lines
-            say(f"Stream: {events} events, {size:,.0f} bytes per line on average")
+            say(f"Stream: {args.events} events, {size:,.0f} bytes per line on average")
             say(
                 "Parse-only limit (orjson.loads of the same lines in memory): "
                 f"{rate:,.0f} events/s, {cost:.1f} CPU µs/event"
             )
-            compare(bench, args.pairs)
+            compare(Bench(api, base, args.events, workdir), args.pairs)
         finally:
             api.stop()
 

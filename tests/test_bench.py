@@ -1,0 +1,108 @@
+"""The benchmarks keep working: each runs once with a tiny N and prints its summary line.
+
+These are not performance tests: no figure is compared with a time or a rate. They check that every
+benchmark runs end to end (the real watcher, the official client, the local API) and reports what it
+says it reports, so that the numbers in bench/README.md can always be reproduced.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+sys.path.insert(0, str(BENCH / "plugins"))
+
+import count  # noqa: E402  # the benchmarks' counting plugin
+
+NUMBER = r"[0-9]+(?:\.[0-9]+)?"
+
+
+def run_bench(script: str, *args: str, timeout: float = 240) -> str:
+    result = subprocess.run(
+        [sys.executable, str(BENCH / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    return result.stdout
+
+
+def summary(output: str, keys: list[str]) -> Mapping[str, float]:
+    """The last line's ``key=value`` pairs, checked to be exactly ``keys``."""
+    last = output.strip().splitlines()[-1]
+    pairs = dict(re.findall(rf"(\w+)=({NUMBER})%?", last))
+    assert list(pairs) == keys, last
+    return {k: float(v) for k, v in pairs.items()}
+
+
+def test_watch_throughput_compares_the_watcher_with_the_official_client() -> None:
+    out = run_bench("watch_throughput.py", "--events", "3000", "--routes", "50", "--pairs", "1")
+    figures = summary(out, ["ratio", "events_per_s", "cpu_us_per_event", "peak_rss_mb"])
+    assert all(value > 0 for value in figures.values()), figures
+    assert "Parse-only limit" in out
+    assert out.count("  watcher ") == 2 and out.count("  official ") == 2  # warm-up and one pair
+
+
+def test_watch_throughput_soak_samples_memory_at_every_tenth() -> None:
+    out = run_bench("watch_throughput.py", "--soak", "3000", "--routes", "50")
+    figures = summary(out, ["rss_growth", "events", "cpu_us_per_event", "peak_rss_mb"])
+    assert figures["events"] == 3050  # the 50 listed routes, then every change
+    assert len(re.findall(r"after +[0-9,]+ events: RSS", out)) == 11
+
+
+def test_latency_times_every_trickled_event() -> None:
+    out = run_bench("latency.py", "--events", "100", "--rate", "200", "--routes", "10")
+    figures = summary(out, ["p50_ms", "p99_ms", "max_ms", "events"])
+    assert figures["events"] == 100
+    assert 0 < figures["p50_ms"] <= figures["p99_ms"] <= figures["max_ms"]
+
+
+def test_cache_memory_reports_bytes_per_object_for_list_and_watch() -> None:
+    out = run_bench("cache_memory.py", "--routes", "500")
+    figures = summary(out, ["bytes_per_object", "json_bytes_per_object", "ratio", "peak_mb"])
+    assert figures["json_bytes_per_object"] > 1000  # ~1.7 KB Routes
+    assert figures["bytes_per_object"] > figures["json_bytes_per_object"]  # the JSON is in there
+    assert re.search(r"list +500 objects", out) and re.search(r"watch +500 objects", out)
+
+
+# --- the counting plugin ------------------------------------------------------------------------------
+
+
+def test_count_plugin_reports_once_at_its_target(tmp_path: Path) -> None:
+    report = tmp_path / "report.json"
+    count.init(None, {"events": "20", "report": str(report), "stamp_annotation": "t"})
+    event = {"type": "MODIFIED", "object": {"metadata": {"annotations": {"t": "0"}}}}
+    for n in range(1, 26):
+        count.handle_event(None, event, {})
+        assert report.exists() == (n >= 20)
+        if n == 20:
+            first = report.read_text()
+    assert report.read_text() == first  # counting on after the target does not rewrite it
+    data = json.loads(first)
+    assert data["events"] == 20 and data["peak_rss_kb"] > 0
+    assert [n for n, _ in data["rss_kb"]] == [1, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20]
+    assert len(data["latencies_ns"]) == 20 and min(data["latencies_ns"]) > 0
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"report": "x"}, "events: expected a whole number"),
+        ({"events": "ten", "report": "x"}, "events: expected a whole number"),
+        ({"events": "1", "report": "x"}, "events: need at least 2"),
+        ({"events": "10"}, "report: a path"),
+    ],
+)
+def test_count_plugin_refuses_bad_config(config: dict[str, str], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        count.init(None, config)
