@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -61,6 +62,28 @@ def test_relative_imports_inside_a_plugin_work(tmp_path: Path) -> None:
     )
     (plugin,) = dispatch.load(settings(tmp_path, "multi", plugin_path=str(tmp_path / "mine")))
     assert plugin.handle(None, {}, {}) == ("hello", "INFO")
+
+
+def test_installed_entry_point_plugin_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A distribution's ``event_watcher.plugins`` entry point is found (the lookup API differs per Python)."""
+    site = tmp_path / "site"
+    (site / "ew_entry_point_demo").mkdir(parents=True)
+    (site / "ew_entry_point_demo" / "__init__.py").write_text(
+        "def handle_event(watcher, event, config):\n    return 'from entry point', 'INFO'\n"
+    )
+    dist_info = site / "ew_entry_point_demo-1.0.dist-info"
+    dist_info.mkdir()
+    (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: ew-entry-point-demo\nVersion: 1.0\n")
+    (dist_info / "entry_points.txt").write_text(
+        f"[{dispatch.ENTRY_POINT_GROUP}]\nepdemo = ew_entry_point_demo\n"
+    )
+    monkeypatch.syspath_prepend(str(site))
+    try:
+        (plugin,) = dispatch.load(settings(tmp_path, "epdemo"))
+        assert plugin.origin == "entry point ew_entry_point_demo"
+        assert plugin.handle(None, {}, {}) == ("from entry point", "INFO")
+    finally:
+        sys.modules.pop("ew_entry_point_demo", None)
 
 
 def test_missing_plugin_lists_where_it_looked(tmp_path: Path) -> None:
