@@ -263,19 +263,20 @@ class Informer:
         started = time.monotonic()
         events = 0
         splitter = stream.LineSplitter()
-        feed, handle, last_event = splitter.feed, self._handle_line, self.metrics.last_event
+        feed, handle, last_event, lock = splitter.feed, self._handle_line, self.metrics.last_event, self._lock
         try:
-            # Per block (up to a TLS record, ~8 events of a typical Route): the clocks and the stop
-            # check. Per line: only what the line needs.
+            # Per block (up to a TLS record, ~10 events of a typical Route): the clocks, the lock (a
+            # resync waits for one block at most) and the stop check. Per line: only what it needs.
             for block in response.chunks():
                 self.last_activity = time.monotonic()
                 lines = feed(block)
-                for line in lines:
-                    if line:
-                        events += 1
-                        if handle(line):
-                            return True
                 if lines:
+                    with lock:
+                        for line in lines:
+                            if line:
+                                events += 1
+                                if handle(line):
+                                    return True
                     last_event.set(time.time())
                 if stop.is_set():
                     return False
@@ -320,7 +321,7 @@ class Informer:
         return False
 
     def _handle_line(self, line: bytes) -> bool:
-        """Deliver one line; True when it says our resourceVersion expired."""
+        """Deliver one line; True when it says our resourceVersion expired. Runs with the lock held."""
         try:
             event = stream.parse_event(line)
         except stream.MalformedEvent as e:
@@ -338,13 +339,12 @@ class Informer:
         rv = meta["resourceVersion"]
         uid = meta.get("uid")
         key = uid if uid and type(uid) is str else _key(meta)
-        with self._lock:
-            if kind == "DELETED":
-                self.cache.pop(key, None)
-            else:
-                self.cache[key] = (rv, line)  # the line as it came: no copy, no second encoding
-            self.resource_version = rv
-            self.handler(event)
+        if kind == "DELETED":
+            self.cache.pop(key, None)
+        else:
+            self.cache[key] = (rv, line)  # the line as it came: no copy, no second encoding
+        self.resource_version = rv
+        self.handler(event)
         return False
 
     def _error_event(self, status: dict[str, Any]) -> bool:
