@@ -166,7 +166,10 @@ class Informer:
             except errors.TransportError as e:
                 delay = self._fail("dropped", str(e))
             except errors.APIError as e:
+                # Anything else (400 for a resourceVersion the server cannot parse, 404, ...) will not
+                # change by retrying the same request: start again from a LIST.
                 delay = self._fail("server_error", str(e), level=logging.ERROR)
+                need_list = True
             if delay and not stop.is_set():
                 stop.wait(delay)
         self.ready.clear()
