@@ -212,7 +212,6 @@ def run_process(
     env: Mapping[str, str],
     timeout: float,
     log: str,
-    keep_running: bool = False,
     while_waiting: Optional[Any] = None,
 ) -> Run:
     """Start ``argv``, wait for its report (or its death, or ``timeout``), then stop it with SIGTERM.
