@@ -166,9 +166,11 @@ def main(argv: Optional[Sequence[str]] = None) -> NoReturn:
 
 
 def _main(args: argparse.Namespace) -> int:
-    logsetup.configure(
-        args.log_level or os.environ.get("LOG_LEVEL") or "INFO", os.environ.get("LOG_FORMAT") or "text"
-    )
+    log_format = os.environ.get("LOG_FORMAT") or "text"
+    try:  # provisional until the settings are checked: config.load reports a bad level as exit 2
+        logsetup.configure(args.log_level or os.environ.get("LOG_LEVEL") or "INFO", log_format)
+    except ValueError:
+        logsetup.configure("INFO", log_format)
     demo = None
     try:
         environ: dict[str, str] = dict(os.environ)
