@@ -111,6 +111,13 @@ def _load_from_dir(name: str, directory: Path) -> ModuleType:
     return module
 
 
+def _entry_points(group: str) -> Sequence[importlib.metadata.EntryPoint]:
+    """Installed entry points in ``group``; Python 3.9 has no ``group=`` and 3.12 dropped the dict form."""
+    if sys.version_info >= (3, 10):
+        return importlib.metadata.entry_points(group=group)
+    return importlib.metadata.entry_points().get(group, ())  # type: ignore[no-any-return, attr-defined, unused-ignore]
+
+
 def find(name: str, plugin_path: Sequence[str]) -> tuple[ModuleType, str]:
     """The plugin's module and where it came from; ``PluginError`` listing every place looked."""
     looked: list[str] = []
@@ -120,7 +127,7 @@ def find(name: str, plugin_path: Sequence[str]) -> tuple[ModuleType, str]:
             looked.append(str(candidate))
             if (candidate / "__init__.py").is_file():
                 return _load_from_dir(name, candidate), str(candidate)
-    for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+    for entry in _entry_points(ENTRY_POINT_GROUP):
         if entry.name == name:
             try:
                 return entry.load(), f"entry point {entry.value}"
