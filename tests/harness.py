@@ -116,6 +116,18 @@ class RunningWatcher:
         """Plugin failures counted by the dispatcher."""
         return self.app.dispatcher.failures if self.app.dispatcher else 0
 
+    def metric(self, name: str, **labels: str) -> float:
+        """A sample from the watcher's own Prometheus registry, as a scrape would read it."""
+        value = self.app.metrics.registry.get_sample_value(name, labels)
+        return 0.0 if value is None else value
+
+    def restarts(self, reason: str) -> float:
+        return self.metric("event_watcher_watch_restarts_total", reason=reason)
+
+    @property
+    def relists(self) -> float:
+        return self.metric("event_watcher_relists_total")
+
     def plugin(self, name: str) -> ModuleType:
         assert self.app.dispatcher is not None
         for plugin, _, _ in self.app.dispatcher.chain:

@@ -97,7 +97,7 @@ def test_bookmarks_move_the_position_and_never_reach_plugins(local_api: LocalAPI
             what="a watch from the bookmark's resourceVersion",
         )
         assert names(w) == ["a"]
-        assert w.app.metrics.received["BOOKMARK"]._value.get() >= 1
+        assert w.metric("event_watcher_events_received_total", type="BOOKMARK") >= 1
 
 
 def test_a_connection_dropped_mid_line_resumes_from_the_last_complete_event(local_api: LocalAPI) -> None:
@@ -107,7 +107,7 @@ def test_a_connection_dropped_mid_line_resumes_from_the_last_complete_event(loca
         wait_until(lambda: len(seen(w)) == 5, what="all five events")
         time.sleep(0.3)
         assert seen(w) == [("ADDED", o["metadata"]["name"], rv(o)) for o in made]
-        assert w.app.metrics.restarts["dropped"]._value.get() >= 1
+        assert w.restarts("dropped") >= 1
 
 
 @pytest.mark.parametrize("expired_as", ["http", "event"])
@@ -135,7 +135,7 @@ def test_expired_resource_version_relists_and_delivers_only_the_difference(expir
             )
             assert state(w) == server_state(api)
             assert ("keep", rv(keep)) not in [(n, r) for _, n, r in seen(w)[3:]]
-            assert w.app.metrics.relists._value.get() == 1
+            assert w.relists == 1
             assert rv(change) != rv(changed)
 
 
@@ -159,7 +159,7 @@ def test_401_before_the_file_rotates_backs_off_then_recovers(
         new = local_api.rotate_token()
         local_api.create("routes", route("first"))
         a = local_api.create("routes", route("a"))
-        wait_until(lambda: w.app.metrics.restarts["unauthorized"]._value.get() >= 2, what="401s")
+        wait_until(lambda: w.restarts("unauthorized") >= 2, what="401s")
         w.write_token(new)
         wait_until(lambda: len(seen(w)) == 2, what="recovery after the token file changed")
         assert seen(w)[1] == ("ADDED", "a", rv(a))
@@ -184,7 +184,7 @@ def test_429_honours_retry_after(local_api: LocalAPI) -> None:
         b = local_api.create("routes", route("b"))
         wait_until(lambda: names(w) == ["a", "b"], what="recovery after 429")
         assert rv(b)
-        assert w.app.metrics.restarts["throttled"]._value.get() == 1
+        assert w.restarts("throttled") == 1
 
 
 def test_server_errors_back_off_and_recover(local_api: LocalAPI) -> None:
@@ -195,7 +195,7 @@ def test_server_errors_back_off_and_recover(local_api: LocalAPI) -> None:
         made = [local_api.create("routes", route(f"s{i}")) for i in range(3)]
         wait_until(lambda: len(seen(w)) == 3, what="recovery after 5xx")
         assert seen(w) == [("ADDED", o["metadata"]["name"], rv(o)) for o in made]
-        assert w.app.metrics.restarts["server_error"]._value.get() == 5
+        assert w.restarts("server_error") == 5
 
 
 def test_connection_refused_is_logged_once_per_streak(
@@ -236,14 +236,14 @@ def test_a_silent_stream_is_abandoned_and_resumed(local_api: LocalAPI) -> None:
         a = local_api.create("routes", route("a"))
         wait_until(lambda: len(seen(w)) == 1, timeout=20, what="resume after a silent stream")
         assert seen(w) == [("ADDED", "a", rv(a))]
-        assert w.app.metrics.restarts["dropped"]._value.get() >= 1
+        assert w.restarts("dropped") >= 1
 
 
 def test_repeated_empty_watches_count_as_expired(local_api: LocalAPI) -> None:
     local_api.create("routes", route("a"))
     local_api.inject(Fault("empty_close", count=3))
     with running_watcher(local_api) as w:
-        wait_until(lambda: w.app.metrics.relists._value.get() == 1, what="a relist after three empty watches")
+        wait_until(lambda: w.relists == 1, what="a relist after three empty watches")
         b = local_api.create("routes", route("b"))
         wait_until(lambda: names(w) == ["a", "b"])
         assert seen(w)[-1] == ("ADDED", "b", rv(b))  # the relist re-delivered nothing unchanged

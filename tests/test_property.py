@@ -103,6 +103,6 @@ def test_plugins_end_up_with_the_servers_objects(plan: list[tuple[str, Any]]) ->
             last[e.name] = int(e.resource_version)
         duplicates = [k for k, n in Counter(events).items() if n > 1]
         assert not duplicates
-        relisted = w.app.metrics.relists._value.get()
+        relisted = w.relists
         if relisted == 0:
             assert [(e.name, e.resource_version) for e in events] == made

@@ -45,11 +45,6 @@ class LocalCounter:
     def get(self) -> float:
         return float(self.value)
 
-    @property
-    def _value(self) -> LocalCounter:
-        """``child._value.get()`` reads a ``prometheus_client`` child; the same works here."""
-        return self
-
 
 class LocalGauge(LocalCounter):
     __slots__ = ()
