@@ -105,3 +105,30 @@ def test_random_bytes_never_escape_as_another_exception(data: bytes) -> None:
         except stream.MalformedEvent:
             continue
         assert parsed["type"] in stream.EVENT_TYPES
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        (
+            b'{"type":"ADDED","object":{"metadata":{"name":"a","resourceVersion":""}}}',
+            "empty metadata.resourceVersion",
+        ),
+        (
+            b'{"type":"BOOKMARK","object":{"metadata":{"resourceVersion":""}}}',
+            "empty metadata.resourceVersion",
+        ),
+        (b'{"type":"ADDED","object":{"metadata":{"resourceVersion":"5"}}}', "no metadata.name"),
+        (b'{"type":"DELETED","object":{"metadata":{"name":"","resourceVersion":"5"}}}', "no metadata.name"),
+        (b'{"type":"MODIFIED","object":{"metadata":{"name":7,"resourceVersion":"5"}}}', "no metadata.name"),
+    ],
+)
+def test_events_without_a_usable_identity_are_refused(line: bytes, reason: str) -> None:
+    with pytest.raises(stream.MalformedEvent) as caught:
+        stream.parse_event(line)
+    assert caught.value.reason == reason
+
+
+def test_a_bookmark_needs_no_name() -> None:
+    line = b'{"type":"BOOKMARK","object":{"kind":"Route","metadata":{"resourceVersion":"9"}}}'
+    assert stream.parse_event(line)["object"]["metadata"]["resourceVersion"] == "9"

@@ -164,8 +164,10 @@ def parse_event(line: bytes) -> dict[str, Any]:
     """One watch line → the event dict exactly as the API sent it, or ``MalformedEvent``.
 
     Checks only what the informer relies on, so that a plugin is never handed something that is not
-    ``{"type": <known>, "object": {"metadata": {"resourceVersion": "<str>", ...}, ...}}``. The usual
-    event passes with four lookups (only a dict answers a string key, so they also prove the types);
+    ``{"type": <known>, "object": {"metadata": {"resourceVersion": "<non-empty str>",
+    "name": "<non-empty str>", ...}, ...}}`` (a BOOKMARK needs no name). An empty resourceVersion
+    must never become our position: a WATCH from "" replays every object as ADDED. The usual event
+    passes with a handful of lookups (only a dict answers a string key, so they also prove the types);
     anything else is examined again, slowly, to say what is wrong with it.
     """
     try:
@@ -173,12 +175,17 @@ def parse_event(line: bytes) -> dict[str, Any]:
     except orjson.JSONDecodeError:
         raise MalformedEvent("not JSON", line) from None
     try:
+        meta = event["object"]["metadata"]
+        rv = meta["resourceVersion"]
+        kind = event["type"]
         if (
-            type(event["object"]["metadata"]["resourceVersion"]) is str
-            and event["type"] in _WITH_RESOURCE_VERSION
+            type(rv) is str
+            and rv
+            and kind in _WITH_RESOURCE_VERSION
+            and (kind == "BOOKMARK" or (type(meta.get("name")) is str and meta["name"]))
         ):
             return event  # type: ignore[no-any-return]
-    except (KeyError, TypeError, IndexError):
+    except (KeyError, TypeError, IndexError, AttributeError):
         pass
     return _check_event(event, line)
 
@@ -197,4 +204,8 @@ def _check_event(event: Any, line: bytes) -> dict[str, Any]:
         meta = obj.get("metadata")
         if type(meta) is not dict or type(meta.get("resourceVersion")) is not str:
             raise MalformedEvent("no metadata.resourceVersion", line)
+        if not meta["resourceVersion"]:
+            raise MalformedEvent("empty metadata.resourceVersion", line)
+        if kind != "BOOKMARK" and (type(meta.get("name")) is not str or not meta["name"]):
+            raise MalformedEvent("no metadata.name", line)
     return event
