@@ -15,9 +15,7 @@ then ``start()`` brings it back on the same port, for tests of a sink that goes 
 
 from __future__ import annotations
 
-import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,11 +24,10 @@ from typing import Any, Optional
 import pytest
 import requests
 
-from tests.servers import free_port, require_binary
+from tests.servers import free_port, log_tail, require_binary, start_process, stop_process
 
 ALERTMANAGER = "/usr/bin/prometheus-alertmanager"
 PACKAGE = "prometheus-alertmanager"
-READY_TIMEOUT = 20.0
 
 # group_wait 0s: notifications (when a receiver is configured) leave at once; nothing here waits on them.
 _CONFIG = """\
@@ -72,28 +69,10 @@ class Alertmanager:
             "--cluster.listen-address=",
             "--log.level=info",
         ]
-        with open(self.log_file, "ab") as log:
-            self.process = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
-            )
-        deadline = time.monotonic() + READY_TIMEOUT
-        while not self._ready():
-            if self.process.poll() is not None:
-                raise RuntimeError(f"alertmanager exited with {self.process.returncode}:\n{self.log_tail()}")
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"alertmanager was not ready within {READY_TIMEOUT} s:\n{self.log_tail()}")
-            time.sleep(0.05)
+        self.process = start_process("alertmanager", command, self.log_file, self._ready)
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(10)
+        stop_process(self.process)
 
     @property
     def running(self) -> bool:
@@ -112,10 +91,7 @@ class Alertmanager:
         requests.post(f"{self.url}/api/v2/alerts", json=alerts, timeout=5).raise_for_status()
 
     def log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
+        return log_tail(self.log_file, lines)
 
     def _ready(self) -> bool:
         try:

@@ -19,9 +19,7 @@ See /work/shared/notes/REAL_SERVERS.md section 1 for why each option is there.
 from __future__ import annotations
 
 import re
-import signal
 import subprocess
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,14 +33,13 @@ import dns.rdatatype
 import dns.rdtypes.ANY.TXT
 import pytest
 
-from tests.servers import free_port, require_binary
+from tests.servers import free_port, log_tail, require_binary, start_process, stop_process
 from watcher.rfc2136 import TSIGKey
 
 NAMED = "/usr/sbin/named"
 TSIG_KEYGEN = "/usr/sbin/tsig-keygen"
 DEFAULT_ZONE = "apps.example.test"
 DEFAULT_KEY_NAME = "ddns-key"
-READY_TIMEOUT = 20.0
 
 _NAMED_CONF = """\
 options {{
@@ -109,38 +106,14 @@ class BindServer:
         """Start named (again) on the same port and wait until every zone answers its SOA query."""
         if self.process is not None and self.process.poll() is None:
             raise RuntimeError("named is already running")
-        with open(self.log_file, "ab") as log:
-            self.process = subprocess.Popen(
-                [NAMED, "-g", "-4", "-n", "1", "-c", str(self.conf_file)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
-        deadline = time.monotonic() + READY_TIMEOUT
-        pending = list(self.zones)
-        while pending:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"named exited with {self.process.returncode}:\n{self.log_tail()}")
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(
-                    f"named did not serve {pending} within {READY_TIMEOUT} s:\n{self.log_tail()}"
-                )
-            if self._answers_soa(pending[0]):
-                pending.pop(0)
-            else:
-                time.sleep(0.05)
+        command = [NAMED, "-g", "-4", "-n", "1", "-c", str(self.conf_file)]
+        self.process = start_process(
+            "named", command, self.log_file, lambda: all(self._answers_soa(zone) for zone in self.zones)
+        )
 
     def stop(self) -> None:
-        """SIGTERM, as an operator would; named writes its journal and exits in milliseconds."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(10)
+        """SIGTERM; named writes its journal and exits in milliseconds."""
+        stop_process(self.process)
 
     @property
     def running(self) -> bool:
@@ -186,10 +159,7 @@ class BindServer:
         return int(soa.split()[2])
 
     def log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
+        return log_tail(self.log_file, lines)
 
     def _answers_soa(self, zone: str) -> bool:
         query = dns.message.make_query(zone, "SOA")

@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,12 +28,11 @@ import pytest
 import requests
 from cryptography import x509
 
-from tests.servers import free_port, require_binary
+from tests.servers import free_port, log_tail, require_binary, start_process, stop_process
 from tests.servers.bind import BindServer
 from tests.servers.testca import TestCA
 
 PEBBLE = "/usr/bin/pebble"
-READY_TIMEOUT = 20.0
 
 
 @dataclass
@@ -72,24 +69,14 @@ class PebbleServer:
         return json.loads(self._management(f"/cert-status-by-serial/{serial_hex}"))  # type: ignore[no-any-return]
 
     def log_tail(self, lines: int = 40) -> str:
-        try:
-            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
+        return log_tail(self.log_file, lines)
 
     def orders_finalized(self) -> int:
         """How many orders Pebble issued a certificate for, read from its log ("Issued certificate ...")."""
         return self.log_file.read_text(errors="replace").count("Issued certificate serial")
 
     def stop(self) -> None:
-        if self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(10)
+        stop_process(self.process)
 
 
 def start_pebble(directory: Path, bind: BindServer) -> PebbleServer:
@@ -122,31 +109,18 @@ def start_pebble(directory: Path, bind: BindServer) -> PebbleServer:
         if key.startswith(("PATH", "HOME", "LANG", "LC_", "TMPDIR"))
     }
     env.update({"PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0", "PEBBLE_AUTHZREUSE": "0"})
-    log_file = directory / "pebble.log"
-    with open(log_file, "ab") as log:
-        process = subprocess.Popen(
-            [binary, "-config", str(config_file), "-dnsserver", f"{bind.host}:{bind.port}"],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-        )
-    server = PebbleServer(port, management_port, ca_file, directory, bind, process, log_file)
-    deadline = time.monotonic() + READY_TIMEOUT
-    while True:
-        if process.poll() is not None:
-            raise RuntimeError(f"pebble exited with {process.returncode}:\n{server.log_tail()}")
+    directory_url = f"https://127.0.0.1:{port}/dir"
+
+    def ready() -> bool:
         try:
-            if requests.get(server.directory, verify=str(ca_file), timeout=1).status_code == 200:
-                return server
+            return requests.get(directory_url, verify=str(ca_file), timeout=1).status_code == 200
         except requests.RequestException:
-            pass
-        if time.monotonic() > deadline:
-            server.stop()
-            raise RuntimeError(
-                f"pebble did not serve {server.directory} within {READY_TIMEOUT} s:\n{server.log_tail()}"
-            )
-        time.sleep(0.05)
+            return False
+
+    log_file = directory / "pebble.log"
+    command = [binary, "-config", str(config_file), "-dnsserver", f"{bind.host}:{bind.port}"]
+    process = start_process("pebble", command, log_file, ready, env=env)
+    return PebbleServer(port, management_port, ca_file, directory, bind, process, log_file)
 
 
 @pytest.fixture
