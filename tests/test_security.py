@@ -334,7 +334,11 @@ def test_a_ca_that_did_not_sign_the_server_keeps_failing_and_never_falls_back(
 
 @pytest.mark.parametrize(
     ("content", "reason"),
-    [(None, "No such file"), (b"this is not a certificate\n", "certificate"), (b"", "certificate")],
+    [
+        (None, "No such file"),
+        (b"this is not a certificate\n", "holds no PEM certificate"),
+        (b"", "holds no PEM certificate"),
+    ],
     ids=["missing", "garbage", "empty"],
 )
 def test_a_bad_ca_file_is_a_configuration_error(
@@ -344,9 +348,12 @@ def test_a_bad_ca_file_is_a_configuration_error(
     if content is not None:
         ca.write_bytes(content)
     with pytest.raises(errors.ConfigError) as caught:
-        settings_for(local_api, tmp_path, K8S_CA=str(ca))
+        cli.App(
+            settings_for(local_api, tmp_path, K8S_CA=str(ca))
+        )  # loading checks the file, the client its content
     assert caught.value.exit_code == errors.EXIT_USAGE
-    assert "K8S_CA" in str(caught.value) and reason in str(caught.value)
+    assert "K8S_CA" in str(caught.value) and reason in str(caught.value), str(caught.value)
+    assert local_api.requests_seen() == []
 
 
 def test_a_bad_ca_file_stops_watch_py_with_one_line(local_api: LocalAPI, tmp_path: Path) -> None:
