@@ -12,6 +12,7 @@ import email.utils
 import logging
 import os
 import socket
+import ssl
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
@@ -235,9 +236,16 @@ class Client:
             )
             return False
         if s.ca_file:
-            return s.ca_file
+            return _usable_ca(s.ca_file, s.sources.get("ca_file", ""))
         if s.ca_data:
-            return self._material_file("ca.crt", s.ca_data)
+            path = self._material_file("ca.crt", s.ca_data)
+            try:
+                return _usable_ca(path, s.sources.get("ca_data", ""))
+            except errors.ConfigError:
+                if self._tempdir is not None:
+                    self._tempdir.cleanup()
+                    self._tempdir = None
+                raise
         return True
 
     def _client_cert(self) -> tuple[str, str] | None:
@@ -513,6 +521,25 @@ def token_source_for(settings: Settings) -> auth.TokenSource:
     if settings.token:
         return auth.StaticToken(settings.token)
     return auth.NoToken()
+
+
+_CA_SOURCES = {
+    "env": "K8S_CA",
+    "ini": "k8s_ca",
+    "serviceaccount": "the serviceaccount",
+    "kubeconfig": "kubeconfig",
+}
+
+
+def _usable_ca(path: str, source: str) -> str:
+    """``path`` when OpenSSL finds certificates in it. Otherwise every connection would fail with a
+    "PEM lib" error that names neither the file nor the setting: a configuration error instead."""
+    try:
+        ssl.create_default_context(cafile=path)
+    except (ssl.SSLError, OSError, ValueError):
+        where = _CA_SOURCES.get(source, "the CA setting")
+        raise errors.ConfigError(f"{where}: the CA file {path} holds no PEM certificate") from None
+    return path
 
 
 def _selectors(label_selector: Optional[str], field_selector: Optional[str]) -> dict[str, str]:
