@@ -481,7 +481,7 @@ def test_every_settings_problem_is_reported_at_once(tmp_path: Path) -> None:
     message = str(caught.value)
     for expected in (
         "unknown key alertmanger_url",
-        "repeat_interval: 'soon' is not a duration",
+        "repeat_interval: expected a duration such as 90s, 15m, 1h, 30d or plain seconds, got 'soon'",
         "webhook_format: 'teams' is not one of json, slack",
         "alertmanager_url: must be an http:// or https:// URL",
         f"bearer_token_file: {tmp_path / 'missing'} is not a file",

@@ -204,6 +204,30 @@ def seconds(value: str, label: str) -> float:
     return number
 
 
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def duration(value: str, label: str) -> float:
+    """Seconds, from ``90``, ``1.5``, ``90s``, ``15m``, ``720h``, ``30d``, ``1h30m`` or ``500ms``.
+
+    For plugins' settings (timeouts, intervals, renewal windows); zero is allowed, the caller
+    decides whether it makes sense.
+    """
+    text = value.strip()
+    try:
+        number = float(text)
+    except ValueError:
+        if not text or _DURATION_PART.sub("", text):
+            raise ValueError(
+                f"{label}: expected a duration such as 90s, 15m, 1h, 30d or plain seconds, got {shown(value)}"
+            ) from None
+        number = sum(float(n) * _DURATION_UNITS[unit] for n, unit in _DURATION_PART.findall(text))
+    if not math.isfinite(number) or number < 0:
+        raise ValueError(f"{label}: expected a duration of zero or more, got {shown(value)}")
+    return number
+
+
 def positive_seconds(value: str, label: str) -> float:
     number = seconds(value, label)
     if number < 1:

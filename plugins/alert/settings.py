@@ -12,14 +12,13 @@ URL from a file, such as a mounted Secret, instead of the config.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 from urllib.parse import urlsplit
 
-from watcher import errors
+from watcher import configvalues, errors
 
 DEFAULT_RULES = str(Path(__file__).resolve().parent / "rules.yaml")
 SINKS = ("alertmanager", "webhook")
@@ -54,9 +53,6 @@ DEFAULT_RETRIES = (
     2  # after the first attempt: enough for a restart of Alertmanager, not enough to stall the watch
 )
 MAX_RETRIES = 10
-
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
 @dataclass(frozen=True)
@@ -101,16 +97,8 @@ def display_url(url: str) -> str:
 
 def parse_duration(value: str, key: str) -> float:
     """``90s``, ``15m``, ``1h``, ``1h30m``, ``500ms``, ``2d`` or plain seconds (``300``, ``1.5``)."""
-    text = value.strip()
-    try:
-        seconds = float(text)
-    except ValueError:
-        if not text or _DURATION.sub("", text):
-            raise ValueError(
-                f"{key}: {value!r} is not a duration such as 90s, 15m, 1h or plain seconds"
-            ) from None
-        seconds = sum(float(number) * _UNITS[unit] for number, unit in _DURATION.findall(text))
-    if not seconds > 0 or seconds == float("inf"):
+    seconds = configvalues.duration(value, key)
+    if not seconds > 0:
         raise ValueError(f"{key}: {value!r} must be more than zero")
     return seconds
 

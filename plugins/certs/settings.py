@@ -10,13 +10,13 @@ from __future__ import annotations
 import datetime
 import logging
 import os
-import re
 import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Optional
 
 from watcher import config as watcher_config
+from watcher import configvalues
 
 from . import certificates
 
@@ -80,16 +80,9 @@ def unused_keys(config: Mapping[str, str], issuer: str) -> list[str]:
     return sorted(key for key in config if key in other)
 
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
-_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
 def parse_duration(value: str, key: str) -> datetime.timedelta:
     """``90``, ``45s``, ``30m``, ``720h`` or ``30d``; ValueError names the key."""
-    match = _DURATION.match(value)
-    if not match:
-        raise ValueError(f"{key} = {value!r} is not a duration such as 3600, 45s, 30m, 720h or 30d")
-    return datetime.timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+    return datetime.timedelta(seconds=configvalues.duration(value, key))
 
 
 def parse_int(value: str, key: str, minimum: int = 0) -> int:
