@@ -342,7 +342,7 @@ class Injector:
     # Faults after which the watcher backs off. The informer resets its backoff only after a healthy
     # stream (one that ended cleanly after events), so with ``heal`` each of these is followed by one:
     # a clean end after a few events, as a working server gives between incidents. Without it the
-    # backoff grows across unrelated faults to its 30 s cap (``--no-heal`` shows that).
+    # backoff can grow across unrelated faults towards its 30 s cap (``--no-heal``).
     BACKOFF_KINDS = frozenset(
         {
             "status_401",
@@ -463,7 +463,7 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p.add_argument(
         "--no-heal",
         action="store_true",
-        help="no healthy stream after the faults that make the watcher back off (shows backoff growth)",
+        help="do not follow the faults that make the watcher back off with a healthy stream",
     )
     p.add_argument("--watch-timeout", type=float, default=2.0, help="WATCHER_WATCH_TIMEOUT (default 2 s)")
     p.add_argument(
