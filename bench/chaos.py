@@ -474,18 +474,86 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def watcher_env(
+    args: argparse.Namespace, api: LocalAPI, work: Path, record: Path, token_file: Path
+) -> dict[str, str]:
+    """watch.py's configuration, as a Deployment would give it: environment plus an ini file."""
+    ini = write_ini(work / "config.ini", {"plugin_chaos_record": {"out": str(record)}})
+    return {
+        **base_env(work),
+        "CONFIG_FILE": str(ini),
+        "K8S_API_ENDPOINT": api.url,
+        "K8S_TOKEN_FILE": str(token_file),
+        "K8S_CA": api.ca_file,
+        "K8S_RESOURCE": "routes",
+        "K8S_NAMESPACED": "false",
+        "WATCHER_PLUGIN": "chaos_record",
+        "WATCHER_PLUGIN_PATH": str(BENCH_PLUGINS),
+        "WATCHER_WATCH_TIMEOUT": f"{args.watch_timeout:g}",
+        "LOG_LEVEL": "INFO",
+    }
+
+
+def drive(
+    args: argparse.Namespace, driver: Driver, injector: Injector, tail: Tail, say: Callable[[str], None]
+) -> int:
+    """Changes at ``--rate`` until ``--changes`` are made and ``--faults`` have fired (or time is up)."""
+    start = time.monotonic()
+    duration = args.changes / args.rate
+    made = 0
+    next_report = start + 10
+    while True:
+        due = start + made / args.rate
+        now = time.monotonic()
+        if now < due:
+            time.sleep(due - now)
+        driver.step()
+        made += 1
+        fired = sum(injector.counts.values())
+        if made >= args.changes and (fired >= args.faults or now - start > duration + args.max_extra):
+            return made
+        if now >= next_report:
+            next_report += 10
+            server = driver.api.resource_version
+            say(f"{made} changes, {fired} faults, watcher at rv {tail.position} of {server}")
+
+
+def drain(
+    watcher: WatcherProcess, tail: Tail, injector: Injector, final_rv: int, say: Callable[[str], None]
+) -> None:
+    """Give the watcher time to catch up with the last change (it may be in a backoff)."""
+    deadline = time.monotonic() + 90
+    while tail.position < final_rv and time.monotonic() < deadline:
+        if not watcher.alive():
+            say("the watcher died; starting it again to finish")
+            injector.unclean_exits += 1
+            watcher.start()
+        time.sleep(0.1)
+
+
+def keep(work: Path, driver: Driver, tail: Tail, injector: Injector) -> None:
+    """The change log, the watcher's position over time and the fault journal, for a post-mortem."""
+    (work / "changes.txt").write_text(
+        "".join(f"{c.rv} {c.type} {c.key} {c.uid} {c.seq}\n" for c in driver.log), encoding="utf-8"
+    )
+    (work / "timeline.txt").write_text(
+        "".join(f"{t - injector.started:9.3f} {p}\n" for t, p in zip(tail.times, tail.positions)),
+        encoding="utf-8",
+    )
+    (work / "faults.txt").write_text("".join(f"{line}\n" for line in injector.journal), encoding="utf-8")
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
-    say = (
-        (lambda _: None)
-        if args.quiet
-        else (lambda text: print(f"[chaos] {text}", file=sys.stderr, flush=True))
-    )
+
+    def say(text: str) -> None:
+        if not args.quiet:
+            print(f"[chaos] {text}", file=sys.stderr, flush=True)
+
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="chaos-"))
     work.mkdir(parents=True, exist_ok=True)
     record = work / "record.txt"
-    if record.exists():
-        record.unlink()
+    record.unlink(missing_ok=True)
     rng = random.Random(args.seed)
     began = time.monotonic()
     api = LocalAPI(bookmark_interval=1.0, history_limit=1_000_000).start()
@@ -493,24 +561,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         token_file = work / "token"
         token_file.write_text(api.token, encoding="utf-8")
-        ini = write_ini(work / "config.ini", {"plugin_chaos_record": {"out": str(record)}})
-        env = {
-            **base_env(work),
-            "CONFIG_FILE": str(ini),
-            "K8S_API_ENDPOINT": api.url,
-            "K8S_TOKEN_FILE": str(token_file),
-            "K8S_CA": api.ca_file,
-            "K8S_RESOURCE": "routes",
-            "K8S_NAMESPACED": "false",
-            "WATCHER_PLUGIN": "chaos_record",
-            "WATCHER_PLUGIN_PATH": str(BENCH_PLUGINS),
-            "WATCHER_WATCH_TIMEOUT": f"{args.watch_timeout:g}",
-            "LOG_LEVEL": "INFO",
-        }
         driver = Driver(api, random.Random(rng.random()), args.namespaces, args.objects)
         driver.populate(args.objects)
         initial = len(driver.log)
-        watcher = WatcherProcess(env, free_port(), work)
+        watcher = WatcherProcess(watcher_env(args, api, work, record, token_file), free_port(), work)
         watcher.start()
         tail = Tail(record)
         deadline = time.monotonic() + 60
@@ -521,14 +575,13 @@ def main(argv: Optional[list[str]] = None) -> int:
                 return 2
             time.sleep(0.05)
         say(f"watching: {initial} routes listed; {args.changes} changes at {args.rate:g}/s with faults")
-        duration = args.changes / args.rate
         injector = Injector(
             api,
             random.Random(rng.random()),
             watcher,
             token_file,
             target=args.faults,
-            duration=duration,
+            duration=args.changes / args.rate,
             restarts=args.restarts,
             dead_streams=args.dead_streams,
             heal=not args.no_heal,
@@ -545,57 +598,25 @@ def main(argv: Optional[list[str]] = None) -> int:
         inject_thread = threading.Thread(target=injector.run, name="injector", daemon=True)
         inject_thread.start()
         start = time.monotonic()
-        made = 0
-        next_report = start + 10
-        while True:
-            due = start + made / args.rate
-            now = time.monotonic()
-            if now < due:
-                time.sleep(due - now)
-            driver.step()
-            made += 1
-            faults_done = sum(injector.counts.values())
-            if made >= args.changes and (
-                faults_done >= args.faults or now - start > duration + args.max_extra
-            ):
-                break
-            if now >= next_report:
-                next_report += 10
-                at = f"watcher at rv {tail.position} of {api.resource_version}"
-                say(f"{made} changes, {faults_done} faults, {at}")
-        changes_made = made
+        made = drive(args, driver, injector, tail, say)
         injector.stop.set()
         inject_thread.join(30)
         injector._reap()
         api.clear_faults()
         time.sleep(3.1)  # a refusal in progress ends (they last at most 3 s)
         final_rv = api.resource_version
-        drain_deadline = time.monotonic() + 90
-        while tail.position < final_rv and time.monotonic() < drain_deadline:
-            if not watcher.alive():
-                say("the watcher died; starting it again to finish")
-                injector.unclean_exits += 1
-                watcher.start()
-            time.sleep(0.1)
+        drain(watcher, tail, injector, final_rv, say)
         drained = time.monotonic()
         injector.scrape()
-        code = watcher.stop()
-        if code != 0:
+        if watcher.stop() != 0:
             injector.unclean_exits += 1
         stop_tail.set()
         follower.join(5)
         tail.poll()
         report = check.check(driver.log, tail.lines, final_rv)
-        (work / "changes.txt").write_text(
-            "".join(f"{c.rv} {c.type} {c.key} {c.uid} {c.seq}\n" for c in driver.log), encoding="utf-8"
-        )
-        (work / "timeline.txt").write_text(
-            "".join(f"{t - injector.started:9.3f} {p}\n" for t, p in zip(tail.times, tail.positions)),
-            encoding="utf-8",
-        )
-        (work / "faults.txt").write_text("".join(f"{line}\n" for line in injector.journal), encoding="utf-8")
+        keep(work, driver, tail, injector)
         logs = "".join(p.read_text(encoding="utf-8", errors="replace") for p in watcher.log_files)
-        figures = Figures(args, driver, initial, changes_made, injector, tail, report, logs, api)
+        figures = Figures(args, driver, initial, made, injector, tail, report, logs, api)
         figures.print(time.monotonic() - began, drained - start)
         if not args.keep and report.ok and figures.healthy:
             shutil.rmtree(work, ignore_errors=True)

@@ -93,8 +93,11 @@ def main(argv: Optional[list[str]] = None) -> int:
             print(f"soak: the watcher did not become ready; see {watcher.log_files[-1]}")
             return 2
         listed = time.monotonic()
-        rss = mib(watcher.rss_kib())
-        print(f"soak: the watcher listed them {listed - began:.0f} s after the start; RSS {rss}", flush=True)
+        at_start = mib(watcher.rss_kib())
+        print(
+            f"soak: the watcher listed them {listed - began:.0f} s after the start; RSS {at_start}",
+            flush=True,
+        )
         progress = Progress(watcher)
         progress.thread.start()
         samples: list[tuple[int, int]] = []
