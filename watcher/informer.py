@@ -298,13 +298,15 @@ class Informer:
         finally:
             self._response = None
             response.close()
+            # A stream that delivered, or lived long, was healthy however it ended (a drop, a 410):
+            # the next failure starts the backoff afresh instead of escalating towards the cap.
+            lasted = time.monotonic() - started
+            if events or lasted >= self.tuning.healthy_after:
+                self._backoff.reset()
         if splitter.pending:
             logger.warning(
                 "The watch on %s ended inside a line; discarded %d bytes.", self._where, splitter.pending
             )
-        lasted = time.monotonic() - started
-        if events or lasted >= self.tuning.healthy_after:
-            self._backoff.reset()
         if events == 0 and lasted < self.tuning.empty_watch:
             # Some servers answer a stale resourceVersion with an empty stream instead of a 410.
             self._empty_watches += 1
