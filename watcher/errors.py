@@ -33,7 +33,7 @@ class ConfigError(WatcherError):
 
     exit_code = EXIT_USAGE
 
-    def __init__(self, problems: "list[tuple[int, str]] | str", exit_code: Optional[int] = None):
+    def __init__(self, problems: list[tuple[int, str]] | str, exit_code: Optional[int] = None):
         if isinstance(problems, str):
             problems = [(exit_code if exit_code is not None else type(self).exit_code, problems)]
         self.problems = list(problems)
