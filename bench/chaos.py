@@ -236,10 +236,13 @@ class Injector:
         duration: float,
         restarts: int,
         dead_streams: int,
+        dead_stream_seconds: float,
         heal: bool,
         log: Callable[[str], None],
     ) -> None:
         self.heal = heal
+        self.dead_stream_seconds = dead_stream_seconds
+        self.dead_until = 0.0
         self.api = api
         self.rng = rng
         self.watcher = watcher
@@ -320,16 +323,20 @@ class Injector:
         self.started = time.monotonic()
         while not self.stop.is_set():
             self._reap()
-            if len(self.inflight) > 1:  # two scenarios ahead is enough
-                time.sleep(0.003)
-                continue
-            elapsed = time.monotonic() - self.started
-            if self.restart_at and elapsed >= self.restart_at[0]:
+            now = time.monotonic()
+            elapsed = now - self.started
+            # A restart is due even while queued faults wait, except during a dead stream: that one
+            # must end by the watcher's own read timeout, not by SIGTERM.
+            if self.restart_at and elapsed >= self.restart_at[0] and now >= self.dead_until:
                 self.restart_at.pop(0)
                 self.sigterm()
                 continue
+            if len(self.inflight) > 1:  # two scenarios ahead is enough
+                time.sleep(0.003)
+                continue
             if self.dead_at and elapsed >= self.dead_at[0]:
                 self.dead_at.pop(0)
+                self.dead_until = now + self.dead_stream_seconds + 5
                 self.scenario("dead_stream")
                 continue
             kind = self.rng.choices(self.kinds, self.weights)[0]
@@ -439,6 +446,9 @@ class Injector:
             self.unclean_exits += 1
             self.log(f"the watcher exited with {code} after SIGTERM")
         self.watcher.start()
+        # The next SIGTERM goes to a watcher that has started (one that is still importing has no
+        # handler yet, and dies of the signal: a test of Python, not of the watcher).
+        self.watcher.wait_ready(timeout=30)
 
 
 # --- the run ---------------------------------------------------------------------------------------------
@@ -584,6 +594,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             duration=args.changes / args.rate,
             restarts=args.restarts,
             dead_streams=args.dead_streams,
+            dead_stream_seconds=args.watch_timeout * 1.1 + 30,  # the informer's read timeout
             heal=not args.no_heal,
             log=say,
         )
