@@ -346,10 +346,10 @@ class Injector:
             if done >= due + 10:  # well ahead of schedule: a random pause
                 self.stop.wait(self.rng.uniform(0, 0.4))
 
-    # Faults after which the watcher backs off. The informer resets its backoff only after a healthy
-    # stream (one that ended cleanly after events), so with ``heal`` each of these is followed by one:
-    # a clean end after a few events, as a working server gives between incidents. Without it the
-    # backoff can grow across unrelated faults towards its 30 s cap (``--no-heal``).
+    # Faults after which the watcher backs off. The informer resets its backoff after a stream that
+    # delivered events, so with ``heal`` each of these is followed by one (a clean end after a few
+    # events), as a working server gives between incidents. Without it, backoff faults with no event
+    # in between add up towards the 30 s cap (``--no-heal``).
     BACKOFF_KINDS = frozenset(
         {
             "status_401",
