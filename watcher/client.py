@@ -385,25 +385,6 @@ class Client:
 
     # --- list / watch / get / patch -----------------------------------------------------------------
 
-    def list(
-        self,
-        info: ResourceInfo,
-        namespace: Optional[str],
-        *,
-        label_selector: Optional[str] = None,
-        field_selector: Optional[str] = None,
-        limit: int = 500,
-    ) -> ListResult:
-        """All pages of a LIST; a continue token that expired mid-way raises ``errors.Gone``."""
-        items: list[dict[str, Any]] = []
-        resource_version = ""
-        for page in self.pages(
-            info, namespace, label_selector=label_selector, field_selector=field_selector, limit=limit
-        ):
-            items.extend(page.items)
-            resource_version = page.resource_version
-        return ListResult(items, resource_version)
-
     def pages(
         self,
         info: ResourceInfo,
