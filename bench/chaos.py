@@ -243,6 +243,7 @@ class Injector:
         self.heal = heal
         self.dead_stream_seconds = dead_stream_seconds
         self.dead_until = 0.0
+        self.scenarios = 0
         self.api = api
         self.rng = rng
         self.watcher = watcher
@@ -339,7 +340,11 @@ class Injector:
                 self.dead_until = now + self.dead_stream_seconds + 5
                 self.scenario("dead_stream")
                 continue
-            kind = self.rng.choices(self.kinds, self.weights)[0]
+            self.scenarios += 1
+            if self.scenarios % 20 == 0:  # now and then the rarest kind, so that every kind fires in a run
+                kind = min((k for k, w in self.WEIGHTS.items() if w), key=lambda k: self.counts[k])
+            else:
+                kind = self.rng.choices(self.kinds, self.weights)[0]
             self.scenario(kind)
             done = sum(self.counts.values())
             due = self.target * min(1.0, elapsed / self.duration) if self.duration else self.target
