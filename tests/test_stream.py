@@ -132,3 +132,17 @@ def test_events_without_a_usable_identity_are_refused(line: bytes, reason: str) 
 def test_a_bookmark_needs_no_name() -> None:
     line = b'{"type":"BOOKMARK","object":{"kind":"Route","metadata":{"resourceVersion":"9"}}}'
     assert stream.parse_event(line)["object"]["metadata"]["resourceVersion"] == "9"
+
+
+def test_a_line_that_never_ends_is_refused_before_it_eats_memory() -> None:
+    splitter = stream.LineSplitter(max_line=1000)
+    assert splitter.feed(b'{"a":1}\n' + b"x" * 600) == [b'{"a":1}']
+    with pytest.raises(stream.LineTooLong):
+        splitter.feed(b"y" * 500)
+
+
+def test_the_line_limit_counts_only_the_unfinished_line() -> None:
+    splitter = stream.LineSplitter(max_line=1000)
+    for _ in range(10):
+        assert splitter.feed(b"z" * 900) == []
+        assert splitter.feed(b"\n") == [b"z" * 900]

@@ -33,6 +33,13 @@ def excerpt(line: bytes, limit: int = EXCERPT) -> str:
     return repr(text + ("…" if len(line) > limit else ""))
 
 
+MAX_LINE = 64 * 1024 * 1024  # etcd refuses objects over ~1.5 MB; a longer "line" is a broken stream
+
+
+class LineTooLong(ValueError):
+    """An unfinished line outgrew ``MAX_LINE``: the stream is abandoned instead of memory."""
+
+
 class LineSplitter:
     """Feeds on blocks, returns the complete lines; keeps the unfinished tail for the next block.
 
@@ -41,10 +48,12 @@ class LineSplitter:
     block measured faster than ``bytes.split`` plus re-joining the tail.)
     """
 
-    __slots__ = ("_pieces",)
+    __slots__ = ("_pieces", "_size", "max_line")
 
-    def __init__(self) -> None:
+    def __init__(self, max_line: int = MAX_LINE) -> None:
         self._pieces: list[bytes] = []
+        self._size = 0  # bytes in _pieces, checked only when a block brings no newline
+        self.max_line = max_line
 
     def feed(self, block: bytes) -> list[bytes]:
         find = block.find
@@ -52,6 +61,9 @@ class LineSplitter:
         if end < 0:  # no newline in the block: all of it belongs to the unfinished line
             if block:
                 self._pieces.append(block)
+                self._size += len(block)
+                if self._size > self.max_line:
+                    raise LineTooLong(f"a line grew past {self.max_line} bytes without ending")
             return []
         pieces = self._pieces
         if pieces:
@@ -60,6 +72,7 @@ class LineSplitter:
             pieces.clear()
         else:
             lines = [block[:end]]
+        self._size = 0
         start = end + 1
         end = find(b"\n", start)
         while end >= 0:
@@ -68,6 +81,7 @@ class LineSplitter:
             end = find(b"\n", start)
         if start < len(block):
             pieces.append(block[start:])
+            self._size = len(block) - start
         return lines
 
     @property
