@@ -10,6 +10,7 @@ import logging
 import time
 from typing import Any
 
+import orjson
 import pytest
 
 from tests.harness import FAST, route, running_watcher, wait_until
@@ -276,3 +277,19 @@ def test_watching_all_namespaces(local_api: LocalAPI) -> None:
         assert sorted(names(w)) == ["a", "b"]
         local_api.create("routes", route("c", "three"))
         wait_until(lambda: "c" in names(w))
+
+
+def test_a_position_the_server_has_not_reached_relists(local_api: LocalAPI) -> None:
+    """After an etcd restore (or a bogus bookmark) the server answers 504 ResourceVersionTooLarge:
+    waiting never helps, a relist does."""
+    future = orjson.dumps(
+        {"type": "BOOKMARK", "object": {"kind": "Route", "metadata": {"resourceVersion": "99999999"}}}
+    )
+    local_api.inject(Fault("close", after_events=1, payload=future + b"\n"))
+    with running_watcher(local_api) as w:
+        a = local_api.create("routes", route("a"))
+        wait_until(lambda: w.relists >= 1, timeout=30, what="a relist after ResourceVersionTooLarge")
+        b = local_api.create("routes", route("b"))
+        wait_until(lambda: ("ADDED", "b", rv(b)) in seen(w), timeout=20, what="the watch to go on")
+        assert seen(w) == [("ADDED", "a", rv(a)), ("ADDED", "b", rv(b))]
+    assert any(r.status == 504 for r in local_api.requests_seen())

@@ -121,8 +121,15 @@ def error_from_response(response: requests.Response, action: str) -> errors.APIE
         payload = orjson.loads(content) if content else {}
     except orjson.JSONDecodeError:
         payload = {}
-    message = payload.get("message") if isinstance(payload, dict) else None
-    reason = payload.get("reason", "") if isinstance(payload, dict) else ""
+    if not isinstance(payload, dict):
+        payload = {}
+    message = payload.get("message")
+    reason = payload.get("reason", "")
+    details = payload.get("details")
+    found = details.get("causes") if isinstance(details, dict) else None
+    causes = (
+        tuple(str(c.get("reason")) for c in found if isinstance(c, dict)) if isinstance(found, list) else ()
+    )
     detail = message or response.reason or "no message"
     if status == 403:
         text = f"Forbidden: the API server refused to {action}: {detail}"
@@ -131,7 +138,7 @@ def error_from_response(response: requests.Response, action: str) -> errors.APIE
     else:
         text = f"HTTP {status} while trying to {action}: {detail}"
     cls = _STATUS_ERRORS.get(status, errors.ServerError if status >= 500 else errors.APIError)
-    return cls(status, text, reason=str(reason), body=body, retry_after=_retry_after(response))
+    return cls(status, text, reason=str(reason), body=body, retry_after=_retry_after(response), causes=causes)
 
 
 class WatchResponse:

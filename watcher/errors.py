@@ -79,11 +79,13 @@ class APIError(WatcherError):
         reason: str = "",
         body: str = "",
         retry_after: Optional[float] = None,
+        causes: tuple[str, ...] = (),
     ):
         self.status = status
         self.reason = reason
         self.body = body[:200]
         self.retry_after = retry_after
+        self.causes = causes  # the Status's details.causes[].reason, e.g. ResourceVersionTooLarge
         super().__init__(message)
 
 

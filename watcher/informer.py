@@ -161,6 +161,9 @@ class Informer:
             except (errors.Throttled, errors.ServerError) as e:
                 reason = "throttled" if isinstance(e, errors.Throttled) else "server_error"
                 delay = self._fail(reason, str(e), retry_after=e.retry_after)
+                # A position the server has not reached (etcd restored from a backup, a bogus
+                # bookmark) never becomes valid by waiting: relist, as client-go's reflector does.
+                need_list = need_list or "ResourceVersionTooLarge" in e.causes
             except errors.Forbidden as e:
                 delay = self._fail("forbidden", str(e), level=logging.ERROR)
             except errors.TransportError as e:

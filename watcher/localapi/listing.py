@@ -80,15 +80,7 @@ def _list_version(data: store.Store, query: dict[str, str]) -> int:
     except ValueError:
         raise status.bad_request(f"invalid resource version: {rv_param!r}") from None
     if requested > data.rv:
-        raise status.error(
-            504,
-            f"Too large resource version: {requested}, current: {data.rv}",
-            "Timeout",
-            {
-                "causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}],
-                "retryAfterSeconds": 1,
-            },
-        )
+        raise status.too_large(requested, data.rv)
     if query.get("resourceVersionMatch") != "Exact":
         return data.rv  # NotOlderThan (or unset): the newest is not older than anything
     if requested < data.floor:

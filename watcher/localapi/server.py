@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 JSON = "application/json"
+FUTURE_WAIT = 3.0  # seconds a WATCH waits for a resourceVersion not reached yet, as the watch cache does
 IDLE_TIMEOUT = 120.0  # seconds a keep-alive connection may sit idle, like the real server's
 MERGE_PATCH_TYPES = ("application/merge-patch+json", "application/strategic-merge-patch+json")
 JSON_PATCH_TYPE = "application/json-patch+json"
@@ -471,6 +472,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     raise status.bad_request(f"invalid resource version: {rv_param!r}") from None
                 if position < data.floor:
                     expired = status.too_old(position, data.floor + 1)
+                # Like the watch cache: wait a little for a version not reached yet, then refuse it.
+                if not data.cond.wait_for(lambda: data.rv >= position, timeout=FUTURE_WAIT):
+                    raise status.too_large(position, data.rv)
         if fault is not None and fault.kind == "expired_event":
             expired = self._too_old(query)
         if expired is not None and api.expired_as == "http" and not (fault and fault.kind == "expired_event"):

@@ -141,6 +141,20 @@ def too_old(requested: int, oldest: int) -> errors.APIError:
     return error(410, f"too old resource version: {requested} ({oldest})", "Expired")
 
 
+def too_large(requested: int, current: int) -> errors.APIError:
+    """What the API server answers for a resourceVersion it has not reached (after an etcd restore,
+    or a bogus bookmark): 504 with the cause client-go's reflector looks for before it relists."""
+    return error(
+        504,
+        f"Too large resource version: {requested}, current: {current}",
+        "Timeout",
+        {
+            "causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}],
+            "retryAfterSeconds": 1,
+        },
+    )
+
+
 CONTINUE_TOO_OLD = (
     "The provided continue parameter is too old to display a consistent list result. You can start a new "
     "list without the continue parameter, or use the continue token in this response to retrieve the "
