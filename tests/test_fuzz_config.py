@@ -28,6 +28,17 @@ from watcher import config, errors
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "150"))
 SUBPROCESS_EXAMPLES = max(4, EXAMPLES // 50)
+# Each example writes files and may start a process: no deadline, no example database, and the
+# checks that assume fast, small, fixture-free examples are off.
+FUZZ = settings(
+    deadline=None,
+    database=None,
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+    ],
+)
 DOCUMENTED = {
     errors.EXIT_OK,
     errors.EXIT_USAGE,
@@ -163,16 +174,7 @@ def assert_clean(error: errors.ConfigError) -> None:
     assert TOKEN not in text
 
 
-@settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    database=None,
-    suppress_health_check=[
-        HealthCheck.function_scoped_fixture,
-        HealthCheck.too_slow,
-        HealthCheck.data_too_large,
-    ],
-)
+@settings(FUZZ, max_examples=EXAMPLES)
 @given(data=inputs())
 def test_any_config_gives_settings_or_one_clean_error(
     tmp_path: Path, data: tuple[dict[str, str], bytes, bytes]
@@ -212,16 +214,7 @@ def assert_cli_clean(result: subprocess.CompletedProcess[str]) -> None:
         assert len(lines) == 1, result.stderr[-2000:]
 
 
-@settings(
-    max_examples=SUBPROCESS_EXAMPLES,
-    deadline=None,
-    database=None,
-    suppress_health_check=[
-        HealthCheck.function_scoped_fixture,
-        HealthCheck.too_slow,
-        HealthCheck.data_too_large,
-    ],
-)
+@settings(FUZZ, max_examples=SUBPROCESS_EXAMPLES)
 @given(data=inputs())
 def test_check_config_in_a_subprocess_never_shows_a_traceback(
     tmp_path: Path, data: tuple[dict[str, str], bytes, bytes]
