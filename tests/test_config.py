@@ -633,6 +633,9 @@ def test_render_shows_sources_and_redacts_every_secret(layers: Layers) -> None:
         dns_key_secret = {OTHER_TOKEN}
         [plugin_simple]
         message_log_level = WARNING
+        [plugin_alert]
+        webhook_url = https://hooks.example.test/services/{OTHER_TOKEN}
+        webhook_url_file = /etc/watcher/slack-url
         """
     )
     s = layers.load(BASE_ENV, ini)
@@ -648,6 +651,8 @@ def test_render_shows_sources_and_redacts_every_secret(layers: Layers) -> None:
     assert "watcher_plugin = simple  (default)" in lines
     assert "[plugin_ipa]" in lines and "ipa_user = admin  (ini)" in lines
     assert "ipa_password = <redacted>  (ini)" in lines
+    assert "webhook_url = <redacted>  (ini)" in lines  # a Slack-style URL is its own credential
+    assert "webhook_url_file = /etc/watcher/slack-url  (ini)" in lines
     assert "[plugin_simple]" in lines and "message_log_level = WARNING  (ini)" in lines
     for key in config.KEYS:
         assert any(line.startswith(f"{key.ini} = ") for line in lines), key.ini

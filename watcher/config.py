@@ -42,6 +42,8 @@ REDACTED = "<redacted>"
 SOURCES = ("env", "ini", "serviceaccount", "kubeconfig", "default")
 # Plugin keys whose values are hidden by ``render``: they hold passwords, TSIG secrets, API keys.
 SECRET_WORDS = ("password", "secret", "token", "key")
+# Plugin options that are secrets without saying so: a Slack-style webhook URL carries its credential.
+SECRET_OPTIONS = ("webhook_url", "alertmanager_url")
 
 
 # --- the table ---------------------------------------------------------------------------------------
@@ -751,7 +753,7 @@ def render(settings: Settings) -> str:
         for option, value in section.items():
             if referenced.get((section_name, option)):
                 shown = f"<from ${referenced[(section_name, option)]}>"
-            elif any(word in option.lower() for word in SECRET_WORDS):
+            elif option.lower() in SECRET_OPTIONS or any(word in option.lower() for word in SECRET_WORDS):
                 shown = REDACTED
             else:
                 shown = _one_line(value)
