@@ -20,8 +20,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Optional
 
-ROOT = Path(__file__).resolve().parent.parent
-BENCH_PLUGINS = Path(__file__).resolve().parent / "plugins"
+from bench._common import ROOT
+from bench.plugins.count import status_kb
 
 # watch.py's three lines, plus the loopback bind for /metrics (a module attribute, not a setting).
 LAUNCHER = (
@@ -65,18 +65,6 @@ def parse_metrics(text: str) -> dict[str, float]:
         except ValueError:
             continue
     return values
-
-
-def status_kib(pid: int, field: str = "VmRSS") -> int:
-    """A kB field of ``/proc/<pid>/status``; 0 once the process is gone."""
-    try:
-        with open(f"/proc/{pid}/status", encoding="ascii") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
 
 
 class WatcherProcess:
@@ -159,4 +147,4 @@ class WatcherProcess:
         return False
 
     def rss_kib(self) -> int:
-        return status_kib(self.pid) if self.pid else 0
+        return status_kb("VmRSS", str(self.pid)) if self.pid else 0

@@ -37,7 +37,8 @@ from typing import Any, Callable, ClassVar, Optional
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import _chaos_check as check
-from bench._chaos_proc import BENCH_PLUGINS, WatcherProcess, base_env, free_port, write_ini
+from bench._chaos_proc import WatcherProcess, base_env, free_port, write_ini
+from bench._common import BENCH_PLUGINS
 from watcher.localapi import Fault, LocalAPI, sample_route
 from watcher.localapi.faults import MALFORMED_LINE
 

@@ -25,7 +25,9 @@ from typing import Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._chaos_proc import BENCH_PLUGINS, WatcherProcess, base_env, free_port, status_kib
+from bench._chaos_proc import WatcherProcess, base_env, free_port
+from bench._common import BENCH_PLUGINS
+from bench.plugins.count import status_kb
 from watcher.localapi import LocalAPI, sample_route
 
 GENERATION = "soak.bench/generation"
@@ -126,7 +128,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         progress.stop.set()
         first, last = samples[0][1], samples[-1][1]
         growth = (last - first) / first * 100 if first else 0.0
-        peak = status_kib(watcher.pid, "VmHWM")
+        peak = status_kb("VmHWM", str(watcher.pid))
         verdict = "flat" if growth < args.max_growth else "GREW"
         print(
             f"soak: {args.events:,} events with {args.objects:,} objects cached in "
