@@ -37,7 +37,7 @@ import orjson
 
 from watcher import config
 from watcher.client import Client
-from watcher.informer import Informer, Tuning, cached_object
+from watcher.informer import Change, Informer, Tuning, cached_object
 from watcher.metrics import Metrics
 
 
@@ -70,12 +70,12 @@ def measure(mode: str, url: str, token: str, ca: str, expected: int) -> dict[str
     info = client.discover("routes", None, None)
     delivered = 0
 
-    def handler(event: dict[str, Any]) -> None:
+    def sink(changes: list[Change], *, resync: bool = False) -> None:
         nonlocal delivered
-        delivered += 1
+        delivered += len(changes)
 
     informer = Informer(
-        client, info, _common.NAMESPACE, handler, metrics=Metrics(), tuning=Tuning(watch_timeout=600)
+        client, info, _common.NAMESPACE, sink, metrics=Metrics(), tuning=Tuning(watch_timeout=600)
     )
     gc.collect()
     tracemalloc.start()

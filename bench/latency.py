@@ -6,7 +6,8 @@ what is there (``read1``) hands it on at once. This runs the real watcher (``pyt
 the ``count`` plugin) against the local API over HTTPS and changes one Route every ``1/--rate``
 seconds. Each change carries, in an annotation, the ``CLOCK_MONOTONIC`` time just before the local API
 commits it (and writes its line to the open watch); the plugin subtracts that from the same clock when
-the event reaches it. So a figure is commit + write + TLS + read + parse + cache + dispatch, at least
+the event reaches it. So a figure is commit + write + TLS + read + parse + cache + the plugin's work
+queue and worker thread, at least
 what "from the server's write to ``handle_event``" asks.
 
 Prints p50, p90, p99 and the maximum, then ``p50_ms=… p99_ms=… max_ms=… events=N``.
@@ -67,10 +68,11 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         os.makedirs(workdir, exist_ok=True)
         api = _common.start_api(args.routes + args.events)
         try:
+            base = api.resource_version
             for i in range(args.routes):
                 api.create("routes", _common.bench_route(i))
             report = os.path.join(workdir, "report.json")
-            plugin = {"events": str(args.routes + args.events), "report": report}
+            plugin = {"events": str(args.routes + args.events), "report": report, "base_rv": str(base)}
             config = _common.write_config(workdir, api, {**plugin, "stamp_annotation": _common.STAMP})
 
             def drive(proc: subprocess.Popen[bytes]) -> None:
@@ -89,8 +91,12 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         finally:
             api.stop()
     latencies = sorted(run.latencies_ns)
-    if len(latencies) != args.events:
+    # A change that waited in the work queue behind a newer one to the same route is merged into it:
+    # the newer one's latency is the figure. At a trickle that is rare; when it is not, say so.
+    if len(latencies) < 0.9 * args.events:
         raise SystemExit(f"expected {args.events} timed events, the plugin saw {len(latencies)}")
+    if len(latencies) < args.events:
+        _common.say(f"{args.events - len(latencies)} changes were merged into a newer one on the way.")
     p50, p90, p99 = (percentile(latencies, f) for f in (0.50, 0.90, 0.99))
     worst = latencies[-1] / 1e6
     _common.say(f"Delivery latency over {len(latencies)} events at {args.rate:g}/s:")

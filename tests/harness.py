@@ -18,8 +18,12 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Optional
 
-from watcher import cli, config
-from watcher.informer import Tuning
+import orjson
+
+from watcher import cli, config, dispatch
+from watcher.informer import Change, Item, Tuning
+from watcher.metrics import Metrics
+from watcher.reconciler import Reconciler
 
 if TYPE_CHECKING:
     from watcher.localapi import LocalAPI
@@ -97,6 +101,31 @@ def route(
     }
 
 
+def change(event_type: str, obj: Mapping[str, Any]) -> Change:
+    """One change as the informer hands it over, from an event's type and object."""
+    meta = obj["metadata"]
+    key = f"{meta['namespace']}/{meta['name']}" if meta.get("namespace") else meta["name"]
+    uid = meta.get("uid") or key
+    return (event_type, key, Item(uid, orjson.dumps(obj), None))
+
+
+def handle_all(
+    plugins: list[dispatch.Plugin], settings: config.Settings, changes: list[Change], metrics: Metrics
+) -> None:
+    """Start the plugins, hand ``changes`` to them through the real reconciler, wait until every
+    plugin's queue is empty and no call is in flight, then stop the workers and close the plugins."""
+    contexts = dispatch.start(plugins, settings, None)
+    reconciler = Reconciler(list(zip(plugins, contexts)), metrics)
+    reconciler.start()
+    reconciler.resume()
+    try:
+        reconciler(changes)
+        wait_until(lambda: all(p.queue.idle() for p in reconciler.plugins), what="the plugins to catch up")
+    finally:
+        reconciler.stop(5.0)
+        dispatch.close_all(plugins)
+
+
 class RunningWatcher:
     def __init__(self, app: cli.App, thread: threading.Thread, token_file: str) -> None:
         self.app = app
@@ -113,8 +142,13 @@ class RunningWatcher:
 
     @property
     def errors(self) -> int:
-        """Plugin failures counted by the dispatcher."""
-        return self.app.dispatcher.failures if self.app.dispatcher else 0
+        """Failed plugin calls, every attempt, as ``event_watcher_events_failed_total`` counts them."""
+        return int(
+            sum(
+                self.metric("event_watcher_events_failed_total", plugin=name)
+                for name in self.settings.plugins
+            )
+        )
 
     def metric(self, name: str, **labels: str) -> float:
         """A sample from the watcher's own Prometheus registry, as a scrape would read it."""
@@ -129,11 +163,15 @@ class RunningWatcher:
         return self.metric("event_watcher_relists_total")
 
     def plugin(self, name: str) -> ModuleType:
-        assert self.app.dispatcher is not None
-        for plugin, _, _ in self.app.dispatcher.chain:
+        for plugin in self.app.plugins:
             if plugin.name == name:
                 return plugin.module
         raise KeyError(name)
+
+    def settled(self) -> bool:
+        """Every plugin's queue is empty and no call is in flight: the plugins have caught up."""
+        reconciler = self.app.reconciler
+        return reconciler is not None and all(p.queue.idle() for p in reconciler.plugins)
 
     def write_token(self, token: str) -> None:
         """What kubelet does when it rotates a projected serviceaccount token."""

@@ -67,6 +67,14 @@ def test_latency_times_every_trickled_event() -> None:
     assert 0 < figures["p50_ms"] <= figures["p99_ms"] <= figures["max_ms"]
 
 
+def test_reconcile_reports_the_three_situations() -> None:
+    out = run_bench("reconcile.py", "--routes", "20", "--updates", "50", "--seconds", "1")
+    figures = summary(out, ["hol_p99_probe_s", "hol_p99_next_s", "retry_s", "burst_final_s", "burst_calls"])
+    assert all(value > 0 for value in figures.values()), figures
+    assert figures["retry_s"] > 0.25  # three failures cost three backoffs, however short
+    assert figures["burst_calls"] <= 50
+
+
 def test_cache_memory_reports_bytes_per_object_for_list_and_watch() -> None:
     out = run_bench("cache_memory.py", "--routes", "500")
     figures = summary(out, ["bytes_per_object", "json_bytes_per_object", "ratio", "peak_mb"])

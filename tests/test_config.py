@@ -233,6 +233,7 @@ def test_every_key_is_read_from_env_and_from_ini(layers: Layers, tmp_path: Path)
         "metrics_port": ("0", 0),
         "leader_election": ("on", True),
         "leader_election_name": ("my-lease", "my-lease"),
+        "shutdown_grace": ("12.5", 12.5),
     }
     keys = {key.name: key for key in config.KEYS}
     assert set(raw) | {"token_file"} == set(keys)

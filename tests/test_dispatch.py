@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import TEST_PLUGINS
+from tests.harness import TEST_PLUGINS, change, handle_all
 from watcher import config, dispatch, errors
-from watcher.dispatch import Dispatcher
 from watcher.metrics import Metrics
 
 
@@ -119,49 +118,65 @@ def test_a_plugin_that_fails_to_import_is_a_clean_error(tmp_path: Path) -> None:
 def test_init_refusal_names_the_plugin(tmp_path: Path) -> None:
     s = settings(tmp_path, "refuses_init")
     with pytest.raises(errors.PluginError, match="plugin 'refuses_init' refused to start: api_url: required"):
-        Dispatcher.start(dispatch.load(s), s, None, Metrics())
+        dispatch.start(dispatch.load(s), s, None)
 
 
-def test_chain_runs_in_order_and_isolates_failures(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_one_plugin_failing_does_not_stop_the_others(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.INFO)
     s = settings(tmp_path, "record,simple", ini="")
     plugins = dispatch.load(s)
-    plugins[0].config = {"fail_on": "bad"}
+    plugins[0].config = {"fail_on": "bad", "fail_times": "1"}
     metrics = Metrics()
-    dispatcher = Dispatcher.start(plugins, s, None, metrics)
-    for name in ("bad", "good"):
-        dispatcher(
-            {
-                "type": "ADDED",
-                "object": {
-                    "kind": "Route",
-                    "metadata": {"name": name, "namespace": "ns", "resourceVersion": "1"},
-                },
-            }
-        )
+    routes = [
+        {"kind": "Route", "metadata": {"name": n, "namespace": "ns", "resourceVersion": "1"}}
+        for n in ("bad", "good")
+    ]
+    handle_all(plugins, s, [change("ADDED", r) for r in routes], metrics)
     record = plugins[0].module
-    assert [e.name for e in record.events] == ["bad", "good"]
-    logged = [r.getMessage() for r in caplog.records if r.name == "plugins.simple"]
+    assert sorted(e.name for e in record.events) == ["bad", "bad", "good"]  # bad: failed, then retried
+    logged = sorted(r.getMessage() for r in caplog.records if r.name == "plugins.simple")
     assert logged == [
         "Kind: Route; Name: bad; Event Type: ADDED",
         "Kind: Route; Name: good; Event Type: ADDED",
     ]
-    assert dispatcher.failures == 1
-    assert metrics.registry.get_sample_value("event_watcher_events_failed_total", {"plugin": "record"}) == 1
-    assert metrics.registry.get_sample_value("event_watcher_events_handled_total", {"plugin": "simple"}) == 2
-    dispatcher.close()
+    sample = metrics.registry.get_sample_value
+    assert sample("event_watcher_events_failed_total", {"plugin": "record"}) == 1
+    assert sample("event_watcher_events_handled_total", {"plugin": "record"}) == 2
+    assert sample("event_watcher_events_handled_total", {"plugin": "simple"}) == 2
     assert record.closed.is_set()
+
+
+def test_the_core_keeps_its_keys_and_the_plugin_gets_the_rest(tmp_path: Path) -> None:
+    s = settings(
+        tmp_path,
+        "record",
+        ini="[plugin_record]\nworkers = 3\nretry_max = 2m\nstuck_after = 90s\nfail_on = x\n",
+    )
+    (plugin,) = dispatch.load(s)
+    assert plugin.work == dispatch.WorkSettings(workers=3, retry_max=120.0, stuck_after=90.0)
+    assert dict(plugin.config) == {"fail_on": "x"}
+
+
+def test_a_bad_core_key_is_a_configuration_error(tmp_path: Path) -> None:
+    s = settings(tmp_path, "record", ini="[plugin_record]\nworkers = 0\nretry_max = soon\n")
+    with pytest.raises(errors.ConfigError) as raised:
+        dispatch.load(s)
+    assert raised.value.exit_code == errors.EXIT_USAGE
+    assert str(raised.value) == (
+        "[plugin_record] workers: expected a whole number >= 1, got '0'; [plugin_record] retry_max: "
+        "expected a duration such as 90s, 15m, 1h, 30d or plain seconds, got 'soon'"
+    )
 
 
 def test_simple_plugin_honours_its_log_level(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     s = settings(tmp_path, "simple")
     (plugin,) = dispatch.load(s)
     plugin.config = {"message_log_level": "debug"}
-    dispatcher = Dispatcher.start([plugin], s, None, Metrics())
     caplog.set_level(logging.DEBUG)
-    dispatcher(
-        {"type": "DELETED", "object": {"kind": "Service", "metadata": {"name": "x", "resourceVersion": "3"}}}
-    )
+    service = {"kind": "Service", "metadata": {"name": "x", "resourceVersion": "3"}}
+    handle_all([plugin], s, [change("DELETED", service)], Metrics())
     (record,) = [r for r in caplog.records if r.name == "plugins.simple"]
     assert (
         record.levelno == logging.DEBUG

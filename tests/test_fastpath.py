@@ -170,10 +170,12 @@ def test_hot_path_metrics_are_exposed_as_prometheus_counters_and_histograms() ->
     metrics.last_event.set(1234.5)
     plugin = metrics.plugin("dns")
     assert metrics.plugin("dns") is plugin
-    plugin.succeeded(0.0003)
-    plugin.succeeded(0.001)  # on a bound: counted in that bound's bucket (le is <=)
-    plugin.failed.inc()
-    plugin.duration.observe(7.0)
+    one, two = plugin.worker(), plugin.worker()  # two worker threads: summed when scraped
+    one.succeeded(0.0003)
+    two.succeeded(0.001)  # on a bound: counted in that bound's bucket (le is <=)
+    two.failed.inc()
+    one.duration.observe(7.0)
+    one.retries.inc()
     get = metrics.registry.get_sample_value
     assert get("event_watcher_events_received_total", {"type": "ADDED"}) == 2
     assert get("event_watcher_events_received_total", {"type": "DELETED"}) == 0
@@ -181,6 +183,7 @@ def test_hot_path_metrics_are_exposed_as_prometheus_counters_and_histograms() ->
     assert get("event_watcher_last_event_timestamp_seconds") == 1234.5
     assert get("event_watcher_events_handled_total", {"plugin": "dns"}) == 2
     assert get("event_watcher_events_failed_total", {"plugin": "dns"}) == 1
+    assert get("event_watcher_retries_total", {"plugin": "dns"}) == 1
     bucket = "event_watcher_plugin_duration_seconds_bucket"
     assert get(bucket, {"plugin": "dns", "le": "0.0001"}) == 0
     assert get(bucket, {"plugin": "dns", "le": "0.0005"}) == 1

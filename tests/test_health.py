@@ -11,7 +11,7 @@ import subprocess
 import threading
 import urllib.error
 import urllib.request
-from typing import Any
+from typing import Any, Optional
 
 import pytest
 from prometheus_client import CollectorRegistry, Counter
@@ -20,7 +20,7 @@ from tests.harness import route, running_watcher, wait_until
 from tests.servers import require_binary
 from watcher import errors, health
 from watcher.localapi import LocalAPI
-from watcher.metrics import Metrics
+from watcher.metrics import Metrics, QueueStats
 
 
 class FakeClock:
@@ -95,23 +95,22 @@ def test_a_stale_heartbeat_fails_liveness_and_any_progress_revives_it() -> None:
     assert probes.liveness().ok
 
 
-def test_the_dispatchers_counters_are_progress_even_when_the_informer_is_busy() -> None:
-    """A long relist through slow plugins never returns to the informer's loop; counted events show it
-    is moving. The counters are read when a probe asks, not touched per event."""
+def test_a_stuck_plugin_call_fails_liveness_naming_it() -> None:
+    """The informer never waits for plugins, so its heartbeat says nothing about them: a call that
+    never returns is reported by the reconciler's check, read when a probe asks."""
     clock = FakeClock()
     probes = health.Probes(60, clock=clock)
-    handled = [0.0]
-    probes.track(lambda: handled[0])
+    problem: list[Optional[str]] = [None]
+    probes.check(lambda: problem[0])
     probes.watching(FakeInformer(clock))
-    for _ in range(5):
-        clock.now += 50
-        handled[0] += 1
-        assert probes.liveness().ok
-    clock.now += 50
-    assert probes.liveness().ok  # 50 s since the count last moved
-    clock.now += 11
+    assert probes.liveness().ok
+    problem[0] = "plugin dns has been handling MODIFIED demo/web for 601 s (stuck_after 600 s)"
     verdict = probes.liveness()
-    assert not verdict.ok, "a plugin stuck on one event: the count stops"
+    assert not verdict.ok
+    assert (
+        verdict.detail
+        == "single: plugin dns has been handling MODIFIED demo/web for 601 s (stuck_after 600 s)"
+    )
 
 
 def test_standby_is_ready_once_it_has_read_the_lease() -> None:
@@ -193,9 +192,12 @@ def test_promtool_accepts_every_metric_with_samples() -> None:
     for event_type in ("ADDED", "MODIFIED", "DELETED", "BOOKMARK"):
         metrics.event_received(event_type)
     plugin = metrics.plugin("simple")
-    plugin.handled.inc()
-    plugin.failed.inc()
-    plugin.duration.observe(0.003)
+    counts = plugin.worker()
+    counts.handled.inc()
+    counts.failed.inc()
+    counts.retries.inc()
+    counts.duration.observe(0.003)
+    plugin.queue = lambda: QueueStats(depth=2, oldest=1.5, busy=1)
     for counter in metrics.restarts.values():
         counter.inc()
     metrics.relists.inc()
@@ -209,6 +211,10 @@ def test_promtool_accepts_every_metric_with_samples() -> None:
         "event_watcher_events_received_total",
         "event_watcher_events_handled_total",
         "event_watcher_events_failed_total",
+        "event_watcher_retries_total",
+        "event_watcher_queue_depth",
+        "event_watcher_queue_oldest_seconds",
+        "event_watcher_workers_busy",
         "event_watcher_plugin_duration_seconds_bucket",
         "event_watcher_watch_restarts_total",
         "event_watcher_relists_total",

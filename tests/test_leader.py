@@ -212,16 +212,16 @@ def test_leader_election_needs_a_namespace(local_api: LocalAPI, client: Client) 
         endpoint=local_api.url, resource="routes", leader_election=True, namespace=None
     )
     with pytest.raises(errors.ConfigError, match="leader election needs a namespace"):
-        leader.Runner.for_settings(settings, client, FakeWatch(), threading.Event(), health.Probes(60), None)
+        leader.Runner.for_settings(
+            settings, client, FakeWatch(), FakeDeliveries(), threading.Event(), health.Probes(60), None
+        )
 
 
-# --- the gate ---------------------------------------------------------------------------------------------
+# --- the plugins' queues under the lease -----------------------------------------------------------------
 
 
 class FakeWatch:
     def __init__(self) -> None:
-        self.handler: Any = lambda event: None
-        self.cache: dict[str, tuple[str, bytes]] = {}
         self.ready = threading.Event()
         self.last_activity = 0.0
         self.interrupted = 0
@@ -233,31 +233,34 @@ class FakeWatch:
         self.interrupted += 1
 
 
-def obj(name: str, rv: str) -> dict[str, Any]:
-    return {"metadata": {"name": name, "namespace": NS, "uid": f"uid-{name}", "resourceVersion": rv}}
+class FakeDeliveries:
+    """Records what the runner asks of the work queues."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.permit: Any = None
+
+    def guard(self, permit: Any, on_refused: Any) -> None:
+        self.permit = permit
+        self.calls.append("guard")
+
+    def resume(self) -> None:
+        self.calls.append("resume")
+
+    def quiesce(self, timeout: float) -> bool:
+        self.calls.append(f"quiesce {timeout:g}")
+        return True
 
 
-def test_the_gate_undelivers_what_it_drops_so_the_next_relist_sends_it() -> None:
-    watch = FakeWatch()
-    given: list[dict[str, Any]] = []
-    leading = [True]
-    lost = []
-    gate = leader.Gate(given.append, watch, lambda: leading[0], lambda: lost.append(1))
-    # What the informer does: update the cache, then call the handler.
-    watch.cache["uid-a"] = ("5", b"{}")
-    gate({"type": "ADDED", "object": obj("a", "5")})
-    assert len(given) == 1 and watch.cache["uid-a"][0] == "5"
-    leading[0] = False
-    watch.cache["uid-b"] = ("6", b"{}")
-    gate({"type": "ADDED", "object": obj("b", "6")})
-    assert "uid-b" not in watch.cache  # never given to the plugins: the relist sends ADDED
-    watch.cache["uid-a"] = ("7", b"{}")
-    gate({"type": "MODIFIED", "object": obj("a", "7")})
-    assert watch.cache["uid-a"][0] == ""  # an unknown version: the relist sends MODIFIED
-    watch.cache.pop("uid-a")
-    gate({"type": "DELETED", "object": obj("a", "8")})
-    assert "uid-a" in watch.cache  # still there for the plugins: the relist sends DELETED
-    assert len(given) == 1 and gate.dropped == 3 and lost
+def test_without_election_the_queues_run_from_the_start() -> None:
+    deliveries, stop = FakeDeliveries(), threading.Event()
+    runner = leader.Runner(FakeWatch(), stop, health.Probes(60), deliveries=deliveries)
+    thread = threading.Thread(target=runner.run)
+    thread.start()
+    wait_until(lambda: deliveries.calls == ["resume"], what="the queues to resume")
+    stop.set()
+    thread.join(5)
+    assert deliveries.permit is None  # nothing to check before each call
 
 
 # --- two watchers in one process ------------------------------------------------------------------------

@@ -34,6 +34,7 @@ from tests.harness import route, running_watcher, wait_until
 from tests.servers.bind import BindServer, bind_factory, bind_server  # noqa: F401
 from tests.servers.pebble import PebbleServer, pebble, start_pebble  # noqa: F401
 from tests.servers.testca import TestCA
+from watcher import TemporaryError
 
 NS = "demo"
 HOST = "web.apps.example.test"
@@ -213,20 +214,23 @@ def test_an_unreachable_ca_is_retried_then_reported(local_api, pebble, tmp_path,
             watcher, config
         )  # the directory is fetched on first use: a CA outage is no startup error
         try:
-            message, level = certs_plugin.handle_event(watcher, {"type": "ADDED", "object": obj}, config)
-            assert level == "ERROR"
+            with pytest.raises(TemporaryError) as raised:
+                certs_plugin.handle_event(watcher, {"type": "ADDED", "object": obj}, config)
+            message = str(raised.value)
             assert "cannot be reached" in message and "after 3 attempts" in message
             assert len([r for r in caplog.records if "Attempt" in r.getMessage()]) == 2
             assert "Issuance for every route pauses until then." in message
+            assert raised.value.delay is not None and raised.value.delay > 0  # retried after the cooldown
             # within the cooldown, resyncs leave the route (and the CA) alone, and so do other routes:
             # an outage costs one route's attempts, not one round per route
-            assert certs_plugin.handle_event(watcher, {"type": "MODIFIED", "object": obj}, config) is None
+            with pytest.raises(TemporaryError, match="waiting until"):
+                certs_plugin.handle_event(watcher, {"type": "MODIFIED", "object": obj}, config)
             other = local_api.create(
                 "routes", route("other", NS, "other.apps.example.test", annotations=OPT_IN)
             )
             caplog.clear()
-            assert certs_plugin.handle_event(watcher, {"type": "ADDED", "object": other}, config) is None
-            assert "issuer acme is paused until" in caplog.text
+            with pytest.raises(TemporaryError, match="issuer acme is paused until"):
+                certs_plugin.handle_event(watcher, {"type": "ADDED", "object": other}, config)
             assert not [r for r in caplog.records if "Attempt" in r.getMessage()]
         finally:
             certs_plugin.close()

@@ -21,6 +21,7 @@ from plugins.certs.issuer import Deleted, IssuanceError
 from tests.certs_support import OPT_IN, log_text, patches, plugin_watcher, route_certificate, verify_chain
 from tests.harness import SECRETS, route, running_watcher, wait_until
 from tests.servers.freeipa import FreeIPAStandIn, freeipa  # noqa: F401
+from watcher import TemporaryError
 
 HOST = "web.apps.example.test"
 NS = "demo"
@@ -254,15 +255,18 @@ def test_a_failing_route_waits_for_the_cooldown_and_does_not_hold_up_others(
             return certs_plugin.handle_event(watcher, {"type": kind, "object": obj}, config)
 
         try:
-            message, level = handle("ADDED", stuck)
-            assert level == "ERROR"
+            with pytest.raises(TemporaryError) as raised:
+                handle("ADDED", stuck)
+            message = str(raised.value)
             assert "FreeIPA host_add failed: DNSNotARecordError (4019)" in message
-            assert "Will retry on an event after" in message
+            assert "Not retried before" in message
+            assert raised.value.delay is not None and 3590 < raised.value.delay <= 3600  # the 1 h cooldown
             assert freeipa.calls == [
                 ("host_add", ["localhost"], {})
             ]  # not retried: FreeIPA would say the same
             # a resync inside the cooldown does not call FreeIPA again
-            assert handle("MODIFIED", stuck) is None
+            with pytest.raises(TemporaryError, match="waiting until"):
+                handle("MODIFIED", stuck)
             assert freeipa.methods() == ["host_add"]
             # other routes are served meanwhile
             message, level = handle("ADDED", other)
@@ -341,15 +345,25 @@ def test_an_outage_pauses_every_route_then_issuance_resumes(local_api, freeipa, 
             return certs_plugin.handle_event(watcher, {"type": kind, "object": obj}, config)
 
         try:
-            message, level = handle("ADDED", web)
+            with pytest.raises(TemporaryError) as raised:
+                handle("ADDED", web)
+            message = str(raised.value)
             # issue_timeout spent: no second attempt although issue_attempts allows five
-            assert level == "ERROR" and "HTTP 502" in message and "pauses" in message
-            assert "after" not in message.split("HTTP 502")[1].split("Will retry")[0]
+            assert "HTTP 502" in message and "pauses" in message
+            assert "after" not in message.split("HTTP 502")[1].split("Not retried before")[0]
             calls = len(freeipa.calls)
-            assert handle("ADDED", shop) is None  # paused: FreeIPA is not asked
+            with pytest.raises(TemporaryError, match="paused until"):  # paused: FreeIPA is not asked
+                handle("ADDED", shop)
             assert len(freeipa.calls) == calls
-            # after the cooldown, the next event (a resync) issues again
-            result = wait_until(lambda: handle("MODIFIED", shop), what="issuance after the pause")
+            # after the cooldown, the retry issues again
+
+            def retried(obj: dict):
+                try:
+                    return handle("MODIFIED", obj)
+                except TemporaryError:
+                    return None  # still inside the pause: the work queue would wait this long
+
+            result = wait_until(lambda: retried(shop), what="issuance after the pause")
             assert result[1] == "INFO"
             assert handle("MODIFIED", web)[1] == "INFO"
         finally:

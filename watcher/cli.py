@@ -1,4 +1,4 @@
-"""Command line, logging, signals and the wiring of config → client → informer → dispatcher.
+"""Command line, logging, signals and the wiring of config → client → informer → reconciler → plugins.
 
 The only module that calls ``sys.exit``: every ``errors.WatcherError`` becomes one line on stderr and
 its documented exit code (README, "Exit codes"); nothing the user can get wrong ends in a traceback.
@@ -16,15 +16,15 @@ from collections.abc import Sequence
 from typing import Any, NoReturn, Optional
 
 import watcher
-from watcher import config, errors, health, leader, logsetup
+from watcher import config, dispatch, errors, health, leader, logsetup
 from watcher.client import Client, ResourceInfo, api_path_target
-from watcher.dispatch import Dispatcher, PluginAPI, load
 from watcher.informer import Backoff, Informer, Tuning
 from watcher.metrics import Metrics
+from watcher.reconciler import Reconciler
 
 logger = logging.getLogger("watcher")
 
-STOP_GRACE = 2.0  # seconds SIGTERM waits for the event in hand before plugins are closed anyway
+STOP_GRACE = 2.0  # seconds SIGTERM waits for the informer to leave its stream
 
 
 class App:
@@ -39,7 +39,8 @@ class App:
         self.client = Client(settings)
         self.stop_event = threading.Event()
         self.informer: Optional[Informer] = None
-        self.dispatcher: Optional[Dispatcher] = None
+        self.plugins: list[dispatch.Plugin] = []
+        self.reconciler: Optional[Reconciler] = None
         self.probes = health.Probes(health.stale_after(self.tuning.watch_timeout, self.tuning.read_margin))
         self.runner: Optional[leader.Runner] = None
 
@@ -57,13 +58,17 @@ class App:
                     "or K8S_NAMESPACED=false to watch all namespaces",
                     exit_code=errors.EXIT_NAMESPACE,
                 )
-            plugins = load(s)
-            self.dispatcher = Dispatcher.start(plugins, s, PluginAPI(self.client, info), self.metrics)
+            plugins = dispatch.load(s)
+            contexts = dispatch.start(plugins, s, dispatch.PluginAPI(self.client, info))
+            self.plugins = plugins
+            self.reconciler = Reconciler(list(zip(plugins, contexts)), self.metrics)
+            self.reconciler.start()
+            self.probes.check(self.reconciler.stuck)
             self.informer = Informer(
                 self.client,
                 info,
                 s.namespace if namespaced else None,
-                self.dispatcher,
+                self.reconciler,
                 metrics=self.metrics,
                 label_selector=s.label_selector,
                 field_selector=s.field_selector,
@@ -71,7 +76,7 @@ class App:
                 tuning=self.tuning,
             )
             self.runner = leader.Runner.for_settings(
-                s, self.client, self.informer, self.stop_event, self.probes, self.metrics
+                s, self.client, self.informer, self.reconciler, self.stop_event, self.probes, self.metrics
             )
             scope = f"namespace {s.namespace}" if namespaced else "all namespaces"
             logger.info(
@@ -121,9 +126,18 @@ class App:
             self.informer.interrupt()
 
     def close(self) -> None:
-        if self.dispatcher is not None:
-            self.dispatcher.close()
-            self.dispatcher = None
+        """Stop the plugins' workers (the calls in flight get ``shutdown_grace``), then close them."""
+        if self.reconciler is not None:
+            busy = self.reconciler.stop(self.settings.shutdown_grace)
+            if busy:
+                logger.warning(
+                    "Plugin %s still busy after %.0f s; closing anyway.",
+                    ", ".join(busy),
+                    self.settings.shutdown_grace,
+                )
+            self.reconciler = None
+        dispatch.close_all(self.plugins)
+        self.plugins = []
         self.client.close()
 
 
@@ -203,7 +217,8 @@ def _main(args: argparse.Namespace) -> int:
 
 
 def serve(settings: config.Settings, *, demo: Any = None) -> int:
-    """Run until SIGTERM/SIGINT: the event in hand finishes, plugins close, exit 0."""
+    """Run until SIGTERM/SIGINT: the plugin calls in flight finish (``shutdown_grace``), plugins close,
+    exit 0; what was still queued is listed again at the next start."""
     app = App(settings)
     threading.current_thread().name = "main"
 
@@ -224,9 +239,7 @@ def serve(settings: config.Settings, *, demo: Any = None) -> int:
         worker.start()
         while worker.is_alive() and not app.stop_event.is_set():
             worker.join(0.5)
-        worker.join(STOP_GRACE)
-        if worker.is_alive():
-            logger.warning("A plugin is still busy after %.0f s; closing anyway.", STOP_GRACE)
+        worker.join(STOP_GRACE + settings.shutdown_grace)  # with leader election it waits for the calls
         return errors.EXIT_OK
     finally:
         app.close()

@@ -100,7 +100,8 @@ KEYS: tuple[Key, ...] = (
     Key("plugin_path", "WATCHER_PLUGIN_PATH", "plugin_path", parse.plugin_path, (),
         "extra plugin directories (os.pathsep-separated), searched before the built-in plugins"),
     Key("resync_period", "WATCHER_RESYNC_PERIOD", "resync_period", parse.seconds, 0.0,
-        "seconds; > 0 re-delivers every cached object as MODIFIED that often; 0 disables"),
+        "seconds; > 0 hands every cached object to the plugins again (as MODIFIED, unless it has work "
+        "waiting) that often, to repair drift; 0 disables"),
     Key("watch_timeout", "WATCHER_WATCH_TIMEOUT", "watch_timeout", parse.positive_seconds, 300.0,
         "seconds each WATCH asks the server to stay open (jittered +-10 %); a stream silent 30 s "
         "longer is taken for dead and resumed; lower it behind proxies that cut idle streams sooner"),
@@ -114,6 +115,9 @@ KEYS: tuple[Key, ...] = (
         "true: only the replica holding the Lease watches"),
     Key("leader_election_name", "WATCHER_LEADER_ELECTION_NAME", "leader_election_name", parse.lease_name,
         "event-watcher", "name of the Lease used for leader election"),
+    Key("shutdown_grace", "WATCHER_SHUTDOWN_GRACE", "shutdown_grace", parse.seconds, 20.0,
+        "seconds plugin calls in flight may take to finish on SIGTERM; keep it below the pod's "
+        "terminationGracePeriodSeconds"),
 )
 # fmt: on
 _BY_NAME = {key.name: key for key in KEYS}
@@ -169,6 +173,7 @@ class Settings:
     metrics_port: int = 8080
     leader_election: bool = False
     leader_election_name: str = "event-watcher"
+    shutdown_grace: float = 20.0
     # Plugin sections hold passwords: out of repr.
     plugin_configs: Mapping[str, Mapping[str, str]] = field(default_factory=lambda: _NO_SECTIONS, repr=False)
     sources: Mapping[str, str] = field(default_factory=lambda: _EMPTY, repr=False)

@@ -266,3 +266,13 @@ def lease_name(value: str, label: str) -> str:
     if len(name) > 253 or not _DNS_SUBDOMAIN.match(name):
         raise ValueError(f"{label}: {shown(name)} is not a valid Lease name (lower-case, digits, '-', '.')")
     return name
+
+
+def positive_int(value: str, label: str) -> int:
+    try:
+        number = int(value.strip())
+    except ValueError:
+        raise ValueError(f"{label}: expected a whole number >= 1, got {shown(value)}") from None
+    if number < 1:
+        raise ValueError(f"{label}: expected a whole number >= 1, got {shown(value)}")
+    return number

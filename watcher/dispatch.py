@@ -1,9 +1,10 @@
-"""The plugin chain: find plugins by name, check their contract at load time, call them in order.
+"""The plugins: find them by name, check their contract at load time, start and close them.
 
 A plugin is a directory with ``__init__.py`` defining ``handle_event(watcher, event, config)``; it may
-define ``init(watcher, config)`` and ``close()``. Plugins are searched in ``plugin_path``, then in the
-built-in ``plugins/``, then among installed distributions' ``event_watcher.plugins`` entry points. One
-plugin raising never stops the others or the watch: it is logged with the event's identity and counted.
+define ``init(watcher, config)`` and ``close()``, and ``WORKERS``, how many objects it can handle at
+once unless its section says ``workers``. Plugins are searched in ``plugin_path``, then in the
+built-in ``plugins/``, then among installed distributions' ``event_watcher.plugins`` entry points.
+Calling them is the reconciler's job (``watcher.reconciler``): a work queue per plugin.
 """
 
 from __future__ import annotations
@@ -13,17 +14,15 @@ import importlib.util
 import inspect
 import logging
 import sys
-import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable, Optional
 
-from watcher import errors
+from watcher import configvalues, errors
 from watcher.client import Client, ResourceInfo
 from watcher.config import Settings
-from watcher.metrics import Metrics, PluginMetrics
 
 logger = logging.getLogger(__name__)
 
@@ -79,16 +78,56 @@ class PluginContext:
     api: Optional[PluginAPI]
 
 
+@dataclass(frozen=True)
+class WorkSettings:
+    """How the reconciler runs one plugin: keys of its ``[plugin_<name>]`` section that the core reads
+    (and takes out of the section the plugin gets), with the defaults the README documents."""
+
+    workers: int = 1  # objects handled at once; a plugin's WORKERS changes this default
+    retry_max: float = 300.0  # the longest wait between two retries of a failing object
+    stuck_after: float = 600.0  # a call running longer than this fails /healthz
+
+
+# (key, parser) of the settings in WorkSettings, as a [plugin_<name>] section spells them.
+WORK_KEYS: tuple[tuple[str, Callable[[str, str], Any]], ...] = (
+    ("workers", configvalues.positive_int),
+    ("retry_max", configvalues.duration),
+    ("stuck_after", configvalues.duration),
+)
+
+
 @dataclass
 class Plugin:
     name: str
     module: ModuleType
     origin: str
-    config: Mapping[str, str]
+    config: Mapping[str, str]  # its section, without the WORK_KEYS
+    work: WorkSettings = WorkSettings()
     handle: Callable[..., Any] = field(init=False)
 
     def __post_init__(self) -> None:
         self.handle = self.module.handle_event
+
+
+def work_settings(name: str, module: ModuleType, section: Mapping[str, str]) -> WorkSettings:
+    """The section's WORK_KEYS, on top of the plugin's ``WORKERS``; ``ConfigError`` naming them all."""
+    values: dict[str, Any] = {}
+    default_workers = getattr(module, "WORKERS", 1)
+    if not isinstance(default_workers, int) or isinstance(default_workers, bool) or default_workers < 1:
+        raise errors.PluginError(f"plugin {name!r}: WORKERS must be a whole number >= 1")
+    values["workers"] = default_workers
+    problems = []
+    for key, parse in WORK_KEYS:
+        if key in section:
+            try:
+                values[key] = parse(section[key], f"[plugin_{name}] {key}")
+            except ValueError as e:
+                problems.append((errors.EXIT_USAGE, str(e)))
+    if problems:
+        raise errors.ConfigError(problems)
+    if values.get("retry_max", 1.0) < 1.0:
+        raise errors.ConfigError(f"[plugin_{name}] retry_max: expected at least 1 s")
+    return WorkSettings(**values)
 
 
 def _load_from_dir(name: str, directory: Path) -> ModuleType:
@@ -170,75 +209,36 @@ def load(settings: Settings) -> list[Plugin]:
     for name in settings.plugins:
         module, origin = find(name, settings.plugin_path)
         _check_contract(name, module, origin)
-        plugins.append(Plugin(name, module, origin, settings.plugin_config(name)))
-        logger.info("Loaded plugin %s from %s.", name, origin)
+        section = settings.plugin_config(name)
+        work = work_settings(name, module, section)
+        own = {key: value for key, value in section.items() if key not in dict(WORK_KEYS)}
+        plugins.append(Plugin(name, module, origin, own, work))
+        logger.info("Loaded plugin %s from %s (%d workers).", name, origin, work.workers)
     return plugins
 
 
-class Dispatcher:
-    """Calls every plugin, in order, for every event; isolates and counts their failures."""
-
-    def __init__(
-        self, plugins: Sequence[Plugin], contexts: Sequence[PluginContext], metrics: Metrics
-    ) -> None:
-        self.chain: list[tuple[Plugin, PluginContext, PluginMetrics]] = [
-            (plugin, context, metrics.plugin(plugin.name)) for plugin, context in zip(plugins, contexts)
-        ]
-        self._bound = [
-            (plugin.handle, context, plugin.config, plugin_metrics.succeeded, plugin, plugin_metrics)
-            for plugin, context, plugin_metrics in self.chain
-        ]
-        self.failures = 0
-
-    @classmethod
-    def start(
-        cls, plugins: Sequence[Plugin], settings: Settings, api: Optional[PluginAPI], metrics: Metrics
-    ) -> Dispatcher:
-        """Give each plugin its context and run its ``init``; a refusal is a clean startup error."""
-        contexts = []
-        started: list[Plugin] = []
-        for plugin in plugins:
-            context = PluginContext(plugin.name, settings, logging.getLogger(f"plugins.{plugin.name}"), api)
-            init = getattr(plugin.module, "init", None)
-            if init is not None:
-                try:
-                    init(context, plugin.config)
-                except Exception as e:
-                    _close_all(started)
-                    detail = str(e) or type(e).__name__
-                    raise errors.PluginError(f"plugin {plugin.name!r} refused to start: {detail}") from e
-            started.append(plugin)
-            contexts.append(context)
-        return cls(plugins, contexts, metrics)
-
-    def __call__(self, event: dict[str, Any]) -> None:
-        # The hot path: two clock reads per plugin, no lock, no logging unless the plugin returned
-        # something to log; the rest was looked up once, in _bound.
-        clock = time.perf_counter
-        for handle, context, config, succeeded, plugin, metrics in self._bound:
-            started = clock()
+def start(plugins: Sequence[Plugin], settings: Settings, api: Optional[PluginAPI]) -> list[PluginContext]:
+    """Give each plugin its context and run its ``init``; a refusal is a clean startup error (and the
+    plugins already started are closed)."""
+    contexts = []
+    started: list[Plugin] = []
+    for plugin in plugins:
+        context = PluginContext(plugin.name, settings, logging.getLogger(f"plugins.{plugin.name}"), api)
+        init = getattr(plugin.module, "init", None)
+        if init is not None:
             try:
-                result = handle(context, event, config)
-            except Exception:
-                metrics.duration.observe(clock() - started)
-                self.failures += 1
-                metrics.failed.inc()
-                context.logger.exception(
-                    "Plugin %s failed on %s %s.",
-                    plugin.name,
-                    event.get("type"),
-                    _identity(event.get("object")),
-                )
-                continue
-            succeeded(clock() - started)
-            if result is not None:
-                _log_result(context.logger, plugin.name, result)
-
-    def close(self) -> None:
-        _close_all(plugin for plugin, _, _ in self.chain)
+                init(context, plugin.config)
+            except Exception as e:
+                close_all(started)
+                detail = str(e) or type(e).__name__
+                raise errors.PluginError(f"plugin {plugin.name!r} refused to start: {detail}") from e
+        started.append(plugin)
+        contexts.append(context)
+    return contexts
 
 
-def _close_all(plugins: Any) -> None:
+def close_all(plugins: Iterable[Plugin]) -> None:
+    """Every plugin's ``close``, each isolated from the others' failures."""
     for plugin in plugins:
         close = getattr(plugin.module, "close", None)
         if close is None:
@@ -249,7 +249,7 @@ def _close_all(plugins: Any) -> None:
             logger.exception("Plugin %s failed to close.", plugin.name)
 
 
-def _identity(obj: Any) -> str:
+def identity(obj: Any) -> str:
     """``Route demo/web``: enough to find the object, without logging it (routes carry private keys)."""
     if not isinstance(obj, dict):
         return "<no object>"
@@ -260,7 +260,7 @@ def _identity(obj: Any) -> str:
     return f"{obj.get('kind', '?')} {where} (resourceVersion {meta.get('resourceVersion')})"
 
 
-def _log_result(plugin_logger: logging.Logger, name: str, result: Any) -> None:
+def log_result(plugin_logger: logging.Logger, name: str, result: Any) -> None:
     """Plugins return ``(message, level)`` as in the seed; the level may be a name or a number."""
     try:
         message, level = result

@@ -119,3 +119,23 @@ class ServerError(APIError):
 
 class TransportError(WatcherError):
     """No HTTP answer at all: connection refused, DNS, TLS, reset or timeout."""
+
+
+# --- raised by plugins, never fatal: they tell the work queue what to do with a failed object ---------
+
+
+class TemporaryError(Exception):
+    """The object could not be handled now; retry it after ``delay`` seconds (None: the usual backoff).
+
+    Any other exception from ``handle_event`` is retried with the usual per-object backoff too; this one
+    lets a plugin that knows better (a server's Retry-After, an ACME order still pending) say when.
+    """
+
+    def __init__(self, message: str = "", delay: Optional[float] = None) -> None:
+        super().__init__(message)
+        self.delay = delay
+
+
+class PermanentError(Exception):
+    """The object cannot be handled as it is (an invalid host name, a refused request): log it, count
+    it, and do not retry until the object changes."""

@@ -3,13 +3,15 @@
 Liveness and readiness mean different things and restart different problems:
 
 * ``/healthz`` (liveness) - the loop is alive and not wedged. The informer touches a heartbeat for every
-  block it reads and every time round its loop, the leader elector on every try, and the dispatcher's
-  counters move with every event the plugins finish (read when a probe asks, so the hot path pays
-  nothing). No progress for ``stale_after`` - longer than a few watch read timeouts, so an idle but
-  healthy watch never trips it - means something hangs (a plugin that never returns, a socket that
-  never times out): the kubelet restarts the container. While the watcher still waits for the API
-  server at start-up it is alive: restarting would not make the server answer.
-* ``/readyz`` (readiness) - the first LIST is delivered and the WATCH is connected. A leader-election
+  block it reads and every time round its loop, the leader elector on every try. No progress for
+  ``stale_after`` - longer than a few watch read timeouts, so an idle but healthy watch never trips
+  it - means something hangs (a socket that never times out). A plugin call running longer than its
+  ``stuck_after`` fails it too, naming the plugin and the object (``check``): the kubelet restarts the
+  wedged container. While the watcher still waits for the API server at start-up it is alive:
+  restarting would not make the server answer.
+* ``/readyz`` (readiness) - the first LIST is handed to the plugins' queues and the WATCH is
+  connected; how far the plugins are behind is a metric (``event_watcher_queue_depth``), not
+  readiness: a pod that is not ready never gets through a rolling update. A leader-election
   standby is ready too, once it has read the Lease: waiting is its job, and a standby that is never
   ready would block every rolling update (``maxUnavailable``) and hide the replica that takes over.
   ``event_watcher_leader`` tells the two apart.
@@ -72,9 +74,7 @@ class Probes:
         self._informer: Optional[Watching] = None
         self._beat = clock()
         self._lease_seen = False
-        self._progress: Optional[Callable[[], float]] = None
-        self._progress_value: Optional[float] = None
-        self._progress_at = clock()
+        self._check: Callable[[], Optional[str]] = lambda: None
 
     # --- fed by the run loop ------------------------------------------------------------------------
 
@@ -82,12 +82,10 @@ class Probes:
         """Progress: the elector finished a try."""
         self._beat = self._clock()
 
-    def track(self, progress: Callable[[], float]) -> None:
-        """A number that grows as events are handed to the plugins (the dispatcher's counters).
-
-        Read when a probe asks, not touched per event: the hot path pays nothing for liveness.
-        """
-        self._progress = progress
+    def check(self, problem: Callable[[], Optional[str]]) -> None:
+        """What else makes the process unhealthy, as a sentence (a stuck plugin call), else None; read
+        when a probe asks."""
+        self._check = problem
 
     def watching(self, informer: Watching, role: str = "single") -> None:
         with self._lock:
@@ -114,13 +112,11 @@ class Probes:
             informer, role = self._informer, self._role
         if role == "starting":
             return Verdict(True, "starting")
+        problem = self._check()
+        if problem:
+            return Verdict(False, f"{role}: {problem}")
         now = self._clock()
-        if self._progress is not None:
-            value = self._progress()
-            if value != self._progress_value:
-                self._progress_value = value
-                self._progress_at = now
-        last = max(self._beat, self._progress_at)
+        last = self._beat
         if informer is not None:
             last = max(last, informer.last_activity)
         age = now - last

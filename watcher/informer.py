@@ -6,8 +6,11 @@ Three nested loops, each with one job:
 * ``_relist``      – LIST every page, diff against the cache, deliver only the difference.
 * ``_watch_once``  – one WATCH request from the last resourceVersion, until it ends or breaks.
 
-Delivery happens under one lock so that the periodic resync (re-delivering every cached object as
-MODIFIED, for plugins to repair drift) never interleaves with a watch event. The cache keeps each
+What it delivers goes to a ``Sink`` (the reconciler's work queues), a block of changes at a time,
+never to a plugin: the informer never waits for plugin work. Delivery happens under one lock so that
+the periodic resync (every cached object handed over again, for plugins to repair drift) never
+interleaves with a watch event: what a resync hands over is never older than what went before it.
+The cache keeps each
 object's JSON bytes, not a tree of dicts: enough for the relist diff (resourceVersion) and for the
 DELETED event of an object that vanished while we were blind, at a fraction of the memory. From a
 WATCH it keeps the very line that arrived, so an event costs one parse and no copy
@@ -20,9 +23,8 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional, Protocol
 
 import orjson
 
@@ -32,7 +34,26 @@ from watcher.metrics import Metrics
 
 logger = logging.getLogger(__name__)
 
-Handler = Callable[[dict[str, Any]], None]
+RESYNC_SLICE = 1000  # objects a resync hands over per turn of the lock
+
+
+class Item(NamedTuple):
+    """One state of one object, as delivered: cheap to make per event, parsed only where needed."""
+
+    uid: str  # which incarnation: a delete and re-create under the same name are two objects
+    data: bytes  # the object's JSON or the watch line that carried it (``cached_object`` reads both)
+    obj: Optional[dict[str, Any]]  # the object, when the informer parsed it anyway (a watch event)
+
+
+# (type, key, item): ADDED, MODIFIED or DELETED as the watch says, or SYNC for a resync's "still so";
+# the key is namespace/name (name alone when cluster-scoped), the identity work is queued under.
+Change = tuple[str, str, Item]
+
+
+class Sink(Protocol):
+    """Where the informer hands its changes (``watcher.reconciler.Reconciler``), with its lock held."""
+
+    def __call__(self, changes: list[Change], *, resync: bool = False) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -90,14 +111,14 @@ class _Streak:
 
 
 class Informer:
-    """Keeps a cache of the watched objects in sync and hands every change to ``handler`` in order."""
+    """Keeps a cache of the watched objects in sync and hands every change to ``sink`` in order."""
 
     def __init__(
         self,
         client: Client,
         info: ResourceInfo,
         namespace: Optional[str],
-        handler: Handler,
+        sink: Sink,
         *,
         metrics: Metrics,
         label_selector: Optional[str] = None,
@@ -108,7 +129,7 @@ class Informer:
         self.client = client
         self.info = info
         self.namespace = namespace if info.namespaced else None
-        self.handler = handler
+        self.sink = sink
         self.metrics = metrics
         self.label_selector = label_selector
         self.field_selector = field_selector
@@ -201,12 +222,14 @@ class Informer:
         """LIST page by page, then deliver DELETED for what vanished and ADDED/MODIFIED for what changed.
 
         Deletions go first so that a plugin keyed by name sees a delete-and-recreate in its real
-        order. Until the whole list is in, changed items wait as JSON bytes, not dicts: a page of
-        dicts at a time, never 100,000 of them (a Route as dicts is ~5x its JSON). Only this thread
-        writes the cache, so comparing against it while paging is safe.
+        order. Changed items stay JSON bytes, not dicts, all the way to the plugin's worker, which
+        parses one when it gets to it: a page of dicts at a time, never 100,000 of them (a Route as
+        dicts is ~5x its JSON). Only this thread writes the cache, so comparing against it while
+        paging is safe.
         """
         kind, api_version = self.info.kind, self.info.api_version
-        fresh: dict[str, tuple[str, Optional[bytes]]] = {}  # key -> (resourceVersion, JSON if changed)
+        # key -> (resourceVersion, JSON if changed, namespace/name)
+        fresh: dict[str, tuple[str, Optional[bytes], str]] = {}
         resource_version = ""
         for page in self.client.pages(
             self.info,
@@ -220,26 +243,27 @@ class Informer:
                 key, rv = _key(meta), str(meta.get("resourceVersion", ""))
                 old = self.cache.get(key)
                 if old is not None and old[0] == rv:
-                    fresh[key] = (rv, None)
+                    fresh[key] = (rv, None, "")
                     continue
                 # LIST items come without kind/apiVersion; plugins expect what a watch event carries.
                 item.setdefault("kind", kind)
                 item.setdefault("apiVersion", api_version)
-                fresh[key] = (rv, compact_json(item))
+                fresh[key] = (rv, compact_json(item), _object_key(meta))
             resource_version = page.resource_version
         with self._lock:
+            changes: list[Change] = []
             gone = [key for key in self.cache if key not in fresh]
             for key in gone:
                 _, data = self.cache.pop(key)
-                self.handler({"type": "DELETED", "object": cached_object(data)})
-            for key, (rv, changed) in fresh.items():
+                changes.append(("DELETED", *_identify(key, data)))
+            for key, (rv, changed, object_key) in fresh.items():
                 if changed is None:
                     continue
                 old = self.cache.get(key)
                 self.cache[key] = (rv, changed)
-                self.handler(
-                    {"type": "ADDED" if old is None else "MODIFIED", "object": orjson.loads(changed)}
-                )
+                changes.append(("ADDED" if old is None else "MODIFIED", object_key, Item(key, changed, None)))
+            if changes:
+                self.sink(changes)
             self.resource_version = resource_version
             self.metrics.cached_objects.set(len(self.cache))
         logger.info(
@@ -270,19 +294,26 @@ class Informer:
         events = 0
         splitter = stream.LineSplitter()
         feed, handle, last_event, lock = splitter.feed, self._handle_line, self.metrics.last_event, self._lock
+        sink = self.sink
         try:
             # Per block (up to a TLS record, ~10 events of a typical Route): the clocks, the lock (a
-            # resync waits for one block at most) and the stop check. Per line: only what it needs.
+            # resync waits for one block at most), one hand-over to the sink and the stop check. Per
+            # line: only what it needs.
             for block in response.chunks():
                 self.last_activity = time.monotonic()
                 lines = feed(block)
                 if lines:
+                    changes: list[Change] = []
                     with lock:
-                        for line in lines:
-                            if line:
-                                events += 1
-                                if handle(line):
-                                    return True
+                        try:
+                            for line in lines:
+                                if line:
+                                    events += 1
+                                    if handle(line, changes):
+                                        return True
+                        finally:
+                            if changes:  # what came before an expiry is delivered all the same
+                                sink(changes)
                     last_event.set(time.time())
                 if stop.is_set():
                     return False
@@ -328,8 +359,9 @@ class Informer:
         self._restart("timeout", f"The watch on {self._where} ended; resuming at {self.resource_version}.")
         return False
 
-    def _handle_line(self, line: bytes) -> bool:
-        """Deliver one line; True when it says our resourceVersion expired. Runs with the lock held."""
+    def _handle_line(self, line: bytes, changes: list[Change]) -> bool:
+        """Take in one line, adding its change to ``changes``; True when it says our resourceVersion
+        expired. Runs with the lock held."""
         try:
             event = stream.parse_event(line)
         except stream.MalformedEvent as e:
@@ -352,7 +384,7 @@ class Informer:
         else:
             self.cache[key] = (rv, line)  # the line as it came: no copy, no second encoding
         self.resource_version = rv
-        self.handler(event)
+        changes.append((kind, _object_key(meta), Item(key, line, obj)))
         return False
 
     def _error_event(self, status: dict[str, Any]) -> bool:
@@ -373,16 +405,29 @@ class Informer:
     # --- resync -------------------------------------------------------------------------------------
 
     def _resync_loop(self, stop: threading.Event) -> None:
+        """Every ``resync_period``, every cached object as SYNC: the plugins' queues take it for the
+        objects that have no work waiting, as the state a plugin should already have."""
         while not stop.wait(self.resync_period):
             if not self.ready.is_set():
                 continue
             with self._lock:
-                snapshot = list(self.cache.values())
-                logger.debug("Resync: re-delivering %d cached %s.", len(snapshot), self._where)
-                for _, data in snapshot:
-                    if stop.is_set():
-                        return
-                    self.handler({"type": "MODIFIED", "object": cached_object(data)})
+                keys = list(self.cache)
+            logger.debug("Resync: handing over %d cached %s.", len(keys), self._where)
+            # In slices, each under the lock (read and handed over atomically against the watch, so
+            # nothing older than what the watch delivered is handed over) but releasing it between
+            # slices: the watch waits for a slice, not for 100,000 objects.
+            for start in range(0, len(keys), RESYNC_SLICE):
+                if stop.is_set():
+                    return
+                with self._lock:
+                    cache = self.cache
+                    changes: list[Change] = [
+                        ("SYNC", *_identify(key, cache[key][1]))
+                        for key in keys[start : start + RESYNC_SLICE]
+                        if key in cache
+                    ]
+                    if changes:
+                        self.sink(changes, resync=True)
 
 
 def compact_json(obj: Any) -> bytes:
@@ -399,6 +444,18 @@ def cached_object(data: bytes) -> dict[str, Any]:
     if "metadata" not in value and "object" in value:
         return value["object"]  # type: ignore[no-any-return]
     return value
+
+
+def _identify(key: str, data: bytes) -> tuple[str, Item]:
+    """The namespace/name and the item of a cache entry (the object is parsed, then dropped: the
+    work queue keeps the bytes, and the plugin's worker parses them when it gets to the object)."""
+    return _object_key(cached_object(data).get("metadata") or {}), Item(key, data, None)
+
+
+def _object_key(meta: dict[str, Any]) -> str:
+    """What work is queued under: namespace/name, or the name of a cluster-scoped object."""
+    namespace = meta.get("namespace")
+    return f"{namespace}/{meta.get('name')}" if namespace else str(meta.get("name"))
 
 
 def _key(meta: dict[str, Any]) -> str:

@@ -8,20 +8,20 @@ other gets 409 Conflict. This is client-go's ``leaderelection`` package, with it
   measured on the standby's own monotonic clock from the moment it *saw* the record change (no
   comparison of timestamps written by another machine's clock).
 * ``renew_deadline`` 10 s - the leader gives up when it has not renewed for this long, counted from
-  the start of its last successful renew request. Because 10 < 15, it stops dispatching before any
+  the start of its last successful renew request. Because 10 < 15, it stops calling plugins before any
   standby can acquire: never two leaders at once, even when the leader is cut off from the API server.
 * ``retry_period`` 2 s - how often the leader renews and a standby tries to acquire (standbys add up to
   20 % jitter so that they do not retry in lockstep).
 
-On SIGTERM the leader stops its watch, lets the event in hand finish, and releases the Lease (empty
-holder, ``leaseDurationSeconds`` 1, as client-go's ``ReleaseOnCancel``), so a standby takes over at its
-next try instead of after 15 s.
+On SIGTERM the leader stops its watch, lets the plugin calls in flight finish, and releases the Lease
+(empty holder, ``leaseDurationSeconds`` 1, as client-go's ``ReleaseOnCancel``), so a standby takes over
+at its next try instead of after 15 s.
 
-Only the leader runs the informer. Every dispatch first checks the lease on the local clock, so a
-leader that was frozen (SIGSTOP, a long GC pause, a hung renew request) drops the events it reads
-after its deadline instead of handing them to plugins. A dropped event is *un-delivered* in the
-informer's cache, which therefore always holds what the plugins were given: when this replica leads
-again, its relist diff delivers exactly what changed since, deletions included. A replica's first term
+Only the leader runs the informer and the plugins' workers. Every plugin call first checks the lease on
+the local clock, so a leader that was frozen (SIGSTOP, a long GC pause, a hung renew request) leaves
+the work it has after its deadline in its queues instead of handing it to plugins; losing the Lease
+pauses the queues. What waits there is still owed to the plugins when this replica leads again, and
+what changed meanwhile comes from that term's relist diff, deletions included. A replica's first term
 starts from an empty cache, so it delivers every object as ADDED, as after a restart.
 """
 
@@ -39,10 +39,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Optional, Protocol
 
-import orjson
-
 from watcher import errors, health
-from watcher import informer as informer_module
 
 logger = logging.getLogger(__name__)
 
@@ -244,8 +241,6 @@ class Elector:
 class Watch(Protocol):
     """What the runner needs from the informer (``watcher.informer.Informer``)."""
 
-    handler: Callable[[dict[str, Any]], None]
-    cache: dict[str, tuple[str, bytes]]
     ready: threading.Event
     last_activity: float
 
@@ -254,56 +249,19 @@ class Watch(Protocol):
     def interrupt(self) -> None: ...
 
 
-class Gate:
-    """Stands between the informer and the plugins: dispatch only while holding the lease.
+class Deliveries(Protocol):
+    """What the runner needs from the plugins' work queues (``watcher.reconciler.Reconciler``)."""
 
-    Called by the informer with its lock held, after it updated its cache for the event. Only used with
-    leader election: without it the informer calls the dispatcher directly.
-    """
+    def guard(self, permit: Callable[[], bool], on_refused: Callable[[], None]) -> None: ...
 
-    def __init__(
-        self,
-        dispatch: Callable[[dict[str, Any]], None],
-        watch: Watch,
-        leading: Callable[[], bool],
-        on_lost: Callable[[], None],
-    ) -> None:
-        self._dispatch = dispatch
-        self._watch = watch
-        self._leading = leading
-        self._on_lost = on_lost
-        self.dropped = 0
+    def resume(self) -> None: ...
 
-    def __call__(self, event: dict[str, Any]) -> None:
-        if not self._leading():
-            self._undeliver(event)
-            self.dropped += 1
-            meta = event["object"].get("metadata") or {}
-            logger.debug(
-                "Not leading: held back %s of %s/%s; it is delivered when this replica leads again.",
-                event["type"],
-                meta.get("namespace"),
-                meta.get("name"),
-            )
-            self._on_lost()
-            return
-        self._dispatch(event)
-
-    def _undeliver(self, event: dict[str, Any]) -> None:
-        """Make the cache say what the plugins were really given, so the next relist re-delivers this."""
-        obj = event["object"]
-        key = informer_module._key(obj.get("metadata") or {})
-        cache = self._watch.cache
-        if event["type"] == "DELETED":
-            cache[key] = ("", orjson.dumps(obj))  # still there as far as the plugins know
-        elif event["type"] == "ADDED" and key in cache:
-            del cache[key]  # never seen by the plugins
-        elif key in cache:
-            cache[key] = ("", cache[key][1])  # an unknown version: the relist sends MODIFIED
+    def quiesce(self, timeout: float) -> bool: ...
 
 
 class Runner:
-    """Runs the informer for ever (no election) or only while this replica holds the Lease.
+    """Runs the informer and lets the plugins' queues work, for ever (no election) or only while this
+    replica holds the Lease.
 
     Built in the main thread, so that a missing namespace is a clean start-up error; ``run`` is the
     body of the worker thread and returns when ``stop`` is set.
@@ -315,21 +273,23 @@ class Runner:
         stop: threading.Event,
         probes: health.Probes,
         *,
+        deliveries: Optional[Deliveries] = None,
         elector: Optional[Elector] = None,
         leader_gauge: Any = None,
+        grace: float = 20.0,
     ) -> None:
         self.watch = watch
         self.stop = stop
         self.probes = probes
+        self.deliveries = deliveries
         self.elector = elector
+        self.grace = grace  # how long calls in flight may take on SIGTERM before the Lease is left to expire
         self._gauge = leader_gauge
         self._term_stop = threading.Event()
         self._lost = threading.Event()
         self._failing = ""  # the last lease error logged, so that a streak is logged once
-        self.gate: Optional[Gate] = None
-        if elector is not None:
-            self.gate = Gate(watch.handler, watch, self._leading, self._lose)
-            watch.handler = self.gate
+        if elector is not None and deliveries is not None:
+            deliveries.guard(self._leading, self._lose)
         self._set_gauge(0 if elector else 1)
 
     @classmethod
@@ -338,6 +298,7 @@ class Runner:
         settings: Any,
         client: RawClient,
         watch: Watch,
+        deliveries: Deliveries,
         stop: threading.Event,
         probes: health.Probes,
         metrics: Any,
@@ -351,10 +312,15 @@ class Runner:
                     exit_code=errors.EXIT_NAMESPACE,
                 )
             elector = Elector(client, settings.namespace, settings.leader_election_name)
-        if metrics is not None:
-            plugins = [metrics.plugin(name) for name in settings.plugins]
-            probes.track(lambda: sum(p.handled.get() + p.failed.get() for p in plugins))
-        return cls(watch, stop, probes, elector=elector, leader_gauge=getattr(metrics, "leader", None))
+        return cls(
+            watch,
+            stop,
+            probes,
+            deliveries=deliveries,
+            elector=elector,
+            leader_gauge=getattr(metrics, "leader", None),
+            grace=settings.shutdown_grace,
+        )
 
     def _leading(self) -> bool:
         return self.elector is None or self.elector.leading
@@ -364,12 +330,12 @@ class Runner:
             self._gauge.set(value)
 
     def _lose(self) -> None:
-        """From the informer thread (a dispatch after the deadline) or the renew loop: stop the term."""
+        """From a plugin worker (a call due after the deadline) or the renew loop: stop the term."""
         if not self._lost.is_set():
             if self.elector is not None and not self.stop.is_set():
                 logger.warning(
                     "The lease %s/%s was not renewed within %.0f s (this process was paused or cut off); "
-                    "stopped dispatching.",
+                    "stopped calling plugins.",
                     self.elector.namespace,
                     self.elector.name,
                     self.elector.timing.renew_deadline,
@@ -381,6 +347,8 @@ class Runner:
     def run(self) -> None:
         if self.elector is None:
             self.probes.watching(self.watch, "single")
+            if self.deliveries is not None:
+                self.deliveries.resume()
             self.watch.run(self.stop)
             return
         try:
@@ -440,6 +408,8 @@ class Runner:
         self._lost.clear()
         self._set_gauge(1)
         self.probes.watching(self.watch, "leader")
+        if self.deliveries is not None:
+            self.deliveries.resume()
         term = threading.Thread(
             target=self.watch.run, args=(self._term_stop,), name="informer-term", daemon=True
         )
@@ -469,11 +439,14 @@ class Runner:
                 break
         self._set_gauge(0)
         self._lose_and_join(term)
+        # Stopping: the calls in flight may finish before the Lease goes. Lost: pause at once; a call
+        # in flight cannot be taken back (as with client-go), but nothing more starts.
+        quiet = True
+        if self.deliveries is not None:
+            quiet = self.deliveries.quiesce(self.grace if self.stop.is_set() else 0.0)
         if self.stop.is_set():
-            if term.is_alive():
-                logger.warning(
-                    "The event in hand is still being handled; not releasing the lease (it expires)."
-                )
+            if term.is_alive() or not quiet:
+                logger.warning("A plugin call is still in flight; not releasing the lease (it expires).")
             else:
                 elector.release()
         else:

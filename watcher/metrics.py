@@ -3,13 +3,14 @@
 Everything hangs off an injectable ``CollectorRegistry`` so that every test (and every watcher in one
 process) has its own.
 
-The metrics touched for every event (events received, last event time, per-plugin handled, failed
-and duration) are plain numbers the delivering thread bumps without a lock, turned into samples by a
-collector when ``/metrics`` is scraped. A ``prometheus_client`` counter takes a lock and walks a few
-layers per ``inc()``, a histogram more per ``observe()``; at 150,000 events/s those were a sixth of
-the watcher's CPU. The numbers are written by one thread at a time: the informer's, or its resync
-thread, which delivers under the same lock. Rare metrics (restarts, relists, gauges) stay ordinary
-``prometheus_client`` objects.
+The metrics touched for every event (events received, last event time, per-plugin handled, failed,
+retried and duration) are plain numbers bumped without a lock, turned into samples by a collector
+when ``/metrics`` is scraped. A ``prometheus_client`` counter takes a lock and walks a few layers per
+``inc()``, a histogram more per ``observe()``; at 150,000 events/s those were a sixth of the
+watcher's CPU. Each number has one writer: the informer's counters are written under its lock, and
+every plugin worker thread has its own ``WorkerMetrics``, summed at scrape time. The queue gauges
+(depth, oldest, busy workers) are read from the work queues when scraped. Rare metrics (restarts,
+relists, other gauges) stay ordinary ``prometheus_client`` objects.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from __future__ import annotations
 import bisect
 import platform
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Optional
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
@@ -77,27 +80,63 @@ class LocalHistogram:
         return out
 
 
-class PluginMetrics:
-    """Handled and failed counts and call durations of one plugin, kept by the dispatcher."""
+class WorkerMetrics:
+    """What one plugin worker thread counts; only that thread writes it."""
 
-    __slots__ = ("duration", "failed", "handled")
+    __slots__ = ("duration", "failed", "handled", "retries")
 
     def __init__(self) -> None:
         self.handled = LocalCounter()
         self.failed = LocalCounter()
+        self.retries = LocalCounter()
         self.duration = LocalHistogram()
 
     def succeeded(self, seconds: float) -> None:
         """One handled event that took ``seconds``: ``handled.inc()`` and ``duration.observe()`` in one
-        call, for the dispatcher's loop."""
+        call, for the worker's loop."""
         self.handled.value += 1
         duration = self.duration
         duration.counts[bisect.bisect_left(duration.bounds, seconds)] += 1
         duration.sum += seconds
 
 
+@dataclass(frozen=True)
+class QueueStats:
+    """A plugin's work queue as a scrape sees it."""
+
+    depth: int  # keys with work waiting, ready or in backoff
+    oldest: float  # seconds the oldest waiting work has waited
+    busy: int  # workers inside handle_event now
+
+
+class PluginMetrics:
+    """One plugin's numbers: a ``WorkerMetrics`` per worker thread, and its queue's gauges."""
+
+    def __init__(self) -> None:
+        self.workers: list[WorkerMetrics] = []
+        self.queue: Optional[Callable[[], QueueStats]] = None  # set by the plugin's work queue
+
+    def worker(self) -> WorkerMetrics:
+        """The numbers of a new worker thread, which alone writes them."""
+        counts = WorkerMetrics()
+        self.workers = [*self.workers, counts]  # a new list: a scrape may be iterating the old one
+        return counts
+
+    def total(self, counter: str) -> float:
+        """``handled``, ``failed`` or ``retries`` summed over the workers."""
+        return float(sum(getattr(w, counter).get() for w in self.workers))
+
+    def duration(self) -> tuple[list[tuple[str, float]], float]:
+        """The workers' call durations as one histogram: cumulative buckets and the sum."""
+        merged = LocalHistogram()
+        for w in self.workers:
+            merged.counts = [a + b for a, b in zip(merged.counts, w.duration.counts)]
+            merged.sum += w.duration.sum
+        return merged.buckets(), merged.sum
+
+
 class Metrics:
-    """The daemon's metrics; one instance per watcher, shared by informer, dispatcher and probes."""
+    """The daemon's metrics; one instance per watcher, shared by informer, reconciler and probes."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
@@ -117,8 +156,8 @@ class Metrics:
         self.cached_objects = Gauge(
             "event_watcher_cached_objects", "Objects in the informer cache.", registry=r
         )
-        # 0 until the run loop starts dispatching (leader.Runner sets it): during start-up, and on a
-        # leader-election standby, this replica hands nothing to the plugins.
+        # 0 until the run loop starts the plugins' work (leader.Runner sets it): during start-up, and
+        # on a leader-election standby, this replica hands nothing to the plugins.
         self.leader = Gauge(
             "event_watcher_leader",
             "1 while this replica dispatches: it holds the lease, or runs without leader election.",
@@ -133,7 +172,7 @@ class Metrics:
         build.labels(watcher.__version__, platform.python_version()).set(1)
 
     def plugin(self, name: str) -> PluginMetrics:
-        """The numbers of one plugin, for the dispatcher to keep; the same object for the same name."""
+        """The numbers of one plugin, for its work queue to keep; the same object for the same name."""
         found = self._plugins.get(name)
         if found is None:
             found = self._plugins[name] = PluginMetrics()
@@ -165,18 +204,40 @@ class _HotPathCollector(Collector):
             "event_watcher_events_handled", "Events a plugin handled without raising.", labels=["plugin"]
         )
         failed = CounterMetricFamily(
-            "event_watcher_events_failed", "Events on which a plugin raised.", labels=["plugin"]
+            "event_watcher_events_failed",
+            "Calls of a plugin that raised: every failed attempt, retried or not.",
+            labels=["plugin"],
+        )
+        retries = CounterMetricFamily(
+            "event_watcher_retries",
+            "Failed objects put back in a plugin's queue to retry.",
+            labels=["plugin"],
         )
         duration = HistogramMetricFamily(
             "event_watcher_plugin_duration_seconds", "Time a plugin spent in handle_event.", labels=["plugin"]
         )
+        depth = GaugeMetricFamily(
+            "event_watcher_queue_depth", "Objects waiting in a plugin's work queue.", labels=["plugin"]
+        )
+        oldest = GaugeMetricFamily(
+            "event_watcher_queue_oldest_seconds",
+            "How long the oldest work waiting in a plugin's queue has waited.",
+            labels=["plugin"],
+        )
+        busy = GaugeMetricFamily(
+            "event_watcher_workers_busy", "A plugin's workers inside handle_event now.", labels=["plugin"]
+        )
         for name, plugin in list(m._plugins.items()):
-            handled.add_metric([name], plugin.handled.get())
-            failed.add_metric([name], plugin.failed.get())
-            duration.add_metric([name], plugin.duration.buckets(), plugin.duration.sum)
-        yield handled
-        yield failed
-        yield duration
+            handled.add_metric([name], plugin.total("handled"))
+            failed.add_metric([name], plugin.total("failed"))
+            retries.add_metric([name], plugin.total("retries"))
+            duration.add_metric([name], *plugin.duration())
+            if plugin.queue is not None:
+                stats = plugin.queue()
+                depth.add_metric([name], stats.depth)
+                oldest.add_metric([name], stats.oldest)
+                busy.add_metric([name], stats.busy)
+        yield from (handled, failed, retries, duration, depth, oldest, busy)
         yield GaugeMetricFamily(
             "event_watcher_last_event_timestamp_seconds",
             "Unix time of the last watch event.",

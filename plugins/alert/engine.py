@@ -1,5 +1,9 @@
 """One watch event in, alerts out: match the rules, resolve what went away, let each sink's tracker
-decide what is news, send, and account for every failure."""
+decide what is news, send, and account for every failure.
+
+A send that failed raises ``SendFailed`` once every sink had its turn: the watcher's work queue
+retries the event with backoff, and the sinks that took it already do not get it again (their
+trackers know it was sent)."""
 
 from __future__ import annotations
 
@@ -14,6 +18,10 @@ from . import alerts, rules, sinks
 logger = logging.getLogger(__name__)
 
 WATCH_TYPES = ("ADDED", "MODIFIED", "DELETED")
+
+
+class SendFailed(Exception):
+    """At least one sink did not take what it was sent; the message names each failure."""
 
 
 def utc_now() -> dt.datetime:
@@ -58,6 +66,7 @@ class AlertEngine:
         if event_type != "DELETED" and any(sink.tracker.knows(source) for sink in self.sinks):
             stale = [rule.name for rule in self.rules if not rule.matches_object(event)]
         done: list[str] = []
+        failed: list[str] = []
         for sink in self.sinks:
             batch: list[alerts.Alert] = []
             reasons: list[str] = []
@@ -81,7 +90,11 @@ class AlertEngine:
                 batch.append(decision[0])
                 reasons.append(decision[1])
             if batch:
-                done.extend(self._send(sink, batch, reasons, now))
+                self._send(sink, batch, reasons, now, done, failed)
+        if failed:
+            if done:  # said now: the result is lost when the event fails
+                logger.info("%s.", "; ".join(done))
+            raise SendFailed(" ".join(failed))
         return ("; ".join(done) + ".", "INFO") if done else None
 
     def _candidate(
@@ -103,17 +116,25 @@ class AlertEngine:
             generator_url=self.generator_url(event),
         )
 
-    def _send(self, sink: sinks.Sink, batch: list[alerts.Alert], reasons: list[str], now: float) -> list[str]:
+    def _send(
+        self,
+        sink: sinks.Sink,
+        batch: list[alerts.Alert],
+        reasons: list[str],
+        now: float,
+        done: list[str],
+        failed: list[str],
+    ) -> None:
         described = [f"alert {_describe(alert)} ({reason})" for alert, reason in zip(batch, reasons)]
         try:
             sink.send(batch)
         except sinks.SinkError as error:
             self.failures += 1
-            logger.error("Could not send %s to %s: %s.", ", ".join(described), sink, error)
-            return []
+            failed.append(f"Could not send {', '.join(described)} to {sink}: {error}.")
+            return
         for alert in batch:
             sink.tracker.sent(alert, now)
-        return [f"Sent {', '.join(described)} to {sink}"]
+        done.append(f"Sent {', '.join(described)} to {sink}")
 
 
 def _describe(alert: alerts.Alert) -> str:

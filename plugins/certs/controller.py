@@ -3,6 +3,11 @@
 The decision is made twice: first on the event's object (cheap, and enough to ignore the MODIFIED our
 own patch causes), then on a fresh GET, because events queued before our patch still carry the old
 object and would otherwise issue a second certificate.
+
+A route that needs a certificate and did not get one raises ``TemporaryError`` with the time it may
+be tried again (its failure cooldown, or the issuer's pause after an outage): the watcher's work queue
+retries it then, so a failed issuance is never forgotten, and resyncs inside the cooldown never reach
+the CA. A failed cleanup after a delete raises too, and is retried the same way.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
-from watcher import errors
+from watcher import PermanentError, TemporaryError, errors
 
 from . import certificates, routes
 from .issuer import Deleted, IssuanceError, Issuer, Signed
@@ -90,22 +95,18 @@ class Controller:
         host = routes.host(route)
         failure = self._failures.get(_key(route))
         if failure and failure.host == host and self.now() < failure.until:
-            logger.debug(
-                "Route %s still needs a certificate; waiting until %s after %d failed round(s).",
-                ident,
-                certificates.rfc3339(failure.until),
-                failure.count,
+            raise self._later(
+                failure.until,
+                f"Route {ident} still needs a certificate; waiting until "
+                f"{certificates.rfc3339(failure.until)} after {failure.count} failed round(s).",
             )
-            return None
 
         if self._paused_until is not None and self.now() < self._paused_until:
-            logger.debug(
-                "Route %s needs a certificate; issuer %s is paused until %s after an outage.",
-                ident,
-                self.issuer.name,
-                certificates.rfc3339(self._paused_until),
+            raise self._later(
+                self._paused_until,
+                f"Route {ident} needs a certificate; issuer {self.issuer.name} is paused until "
+                f"{certificates.rfc3339(self._paused_until)} after an outage.",
             )
-            return None
 
         meta = routes.meta(route)
         try:
@@ -198,8 +199,12 @@ class Controller:
                 f"The certificate from issuer {self.issuer.name} is not valid now.", retry=False
             )
 
+    def _later(self, until: datetime.datetime, message: str) -> TemporaryError:
+        return TemporaryError(message, delay=max(0.0, (until - self.now()).total_seconds()))
+
     def _failed(self, route: Mapping[str, Any], why: str, outage: bool = False) -> Result:
-        """Remember the failure so resyncs inside the cooldown leave the route (and the CA) alone.
+        """Remember the failure so resyncs inside the cooldown leave the route (and the CA) alone, and
+        raise for the work queue to retry it when the cooldown ends.
 
         An ``outage`` (the CA or the network failed, not this route's request) pauses every route.
         """
@@ -212,11 +217,11 @@ class Controller:
         if outage:
             self._paused_until = until
             paused = " Issuance for every route pauses until then."
-        return (
+        raise self._later(
+            until,
             f"Could not issue a certificate for route {routes.identity(route)} (host {routes.host(route)}) "
             f"from issuer {self.issuer.name}: {_sentence(why)} "
-            f"Will retry on an event after {certificates.rfc3339(until)}.{paused}",
-            "ERROR",
+            f"Not retried before {certificates.rfc3339(until)}.{paused}",
         )
 
     def _skip(self, route: Mapping[str, Any], reason: str) -> Result:
@@ -247,11 +252,11 @@ class Controller:
         try:
             message = self.issuer.deleted(gone, self.settings.revoke_on_delete)
         except IssuanceError as e:
-            return (
+            why = (
                 f"Could not clean up issuer {self.issuer.name} after route {routes.identity(route)} "
-                f"was deleted: {e}",
-                "ERROR",
+                f"was deleted: {e}"
             )
+            raise (TemporaryError(why) if e.retry else PermanentError(why)) from e
         return (message, "INFO") if message else None
 
 

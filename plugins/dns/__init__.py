@@ -2,7 +2,8 @@
 
 See README.md beside this file for the configuration and a worked example with BIND9. The plugin
 contract is the seed's: ``init`` checks ``[plugin_dns]`` once (a bad key stops the start with a message
-naming it), ``handle_event`` acts on Route events and returns ``(message, level)``, ``close`` forgets.
+naming it), ``handle_event`` acts on Route events and returns ``(message, level)`` or raises when the
+DNS server did not take a change (the work queue retries it), ``close`` forgets.
 """
 
 from __future__ import annotations
@@ -29,8 +30,7 @@ def init(watcher: Any, config: Mapping[str, str]) -> None:
             ", ".join(unknown),
             ", ".join(settings_module.KEYS),
         )
-    resync_period = getattr(getattr(watcher, "config", None), "resync_period", None)
-    _plugin = DNSPlugin(parsed, watcher.logger, getattr(watcher, "api", None), resync_period=resync_period)
+    _plugin = DNSPlugin(parsed, watcher.logger, getattr(watcher, "api", None))
     watcher.logger.info("%s", _plugin.describe())
 
 

@@ -4,28 +4,24 @@ One :class:`DNSPlugin` lives for the whole run. It remembers the host it last sa
 that a MODIFIED with a new ``spec.host`` removes the old name; everything else it needs is in DNS (the
 ownership TXT records), so a restart loses nothing but that memory.
 
-DNS failures never raise out of here: they become one ERROR line naming the route and the rcode, and
-the watch goes on; the next resync repairs what was missed. While the server is unreachable, events
-are skipped without waiting on it again for a few seconds, so a dead server does not stall the watch
-for a timeout per route.
+A DNS failure raises (``rfc2136.DNSUpdateError``, naming the rcode): the work queue retries that
+route with backoff until the server takes the change, and counts every failed attempt. A DELETED that
+fails is retried with the same object, so no removal waits only in memory. What this plugin will not
+change (a name that belongs to someone else) is a warning, not a failure: retrying would not help.
 """
 
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from watcher import errors, rfc2136
+from watcher import TemporaryError, errors
 
 from . import names, ownership, records, target
 from .settings import Settings
 from .zones import Zones
-
-# After the server failed to answer (timeout, refused connection, SERVFAIL), skip DNS work this long.
-PAUSE_SECONDS = 5.0
 
 
 @dataclass
@@ -46,30 +42,14 @@ class Report:
 
 
 class DNSPlugin:
-    def __init__(
-        self,
-        settings: Settings,
-        logger: logging.Logger,
-        api: Any = None,
-        clock: Callable[[], float] = time.monotonic,
-        resync_period: float | None = None,
-    ) -> None:
+    def __init__(self, settings: Settings, logger: logging.Logger, api: Any = None) -> None:
         self.settings = settings
-        # What repairs a failed update: said in every error line, so an operator knows whether to act.
-        if resync_period == 0:
-            self.retry_hint = "The route's next event retries (set resync_period to retry on a schedule)"
-        else:
-            self.retry_hint = "The next resync retries"
         self.logger = logger
         self.api = api
         self.zones = Zones(settings.server, settings.zone, settings.resolv_conf)
-        self._clock = clock
         self._hosts: dict[tuple[str, str], str] = {}  # route -> the host we last acted on
         self._warned: dict[tuple[str, str], str] = {}  # route -> the last warning, said once
         self._outside: set[str] = set()  # hosts already reported as outside every zone
-        self._pending: dict[tuple[str, str], set[str]] = {}  # deleted route -> hosts still to remove
-        self._paused_until = 0.0
-        self._pause_reason = ""
 
     def describe(self) -> str:
         s = self.settings
@@ -90,35 +70,22 @@ class DNSPlugin:
     # --- events ------------------------------------------------------------------------------------
 
     def handle(self, event: Mapping[str, Any]) -> tuple[str, str] | None:
+        """Bring DNS to what the event's route asks for; raises ``rfc2136.DNSUpdateError`` when the
+        server did not take it (what was done before the failure is simply found done on the retry)."""
         obj = event.get("object")
         if not isinstance(obj, Mapping) or obj.get("kind") != "Route":
             return None
         meta = obj.get("metadata") or {}
         route = (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
         report = Report(f"Route {route[0]}/{route[1]}")
-        deleted = event.get("type") == "DELETED"
-        if deleted:
-            # A DELETED is never delivered again (a resync only repeats the routes that exist), so what
-            # it leaves to remove waits here until the server takes it.
-            self._pending.setdefault(route, set()).update(self._hosts_of_deleted(route, obj))
-            self._hosts.pop(route, None)
+        claim = ownership.claim_for(self.settings.owner_id, *route)
+        if event.get("type") == "DELETED":
+            for host in sorted(self._hosts_of_deleted(route, obj)):
+                self._remove(host, claim, report)
+            self._hosts.pop(route, None)  # only once every removal went through
             self._warned.pop(route, None)
-        if self._clock() < self._paused_until:
-            report.add(logging.WARNING, f"DNS update skipped: {self._pause_reason}; a later event retries")
-            return report.result()
-        try:
-            self._remove_pending(route, report)
-            if not deleted:
-                claim = ownership.claim_for(self.settings.owner_id, *route)
-                self._changed(route, obj, claim, report)
-        except rfc2136.DNSUpdateError as e:
-            report.add(logging.ERROR, f"DNS update failed ({e.rcode}): {e} {self.retry_hint}")
-            if e.transient:
-                self._pause(e)
         else:
-            if self._paused_until:
-                self._paused_until = 0.0
-                self.logger.info("The DNS server %s answers again; DNS updates resume.", self.settings.server)
+            self._changed(route, obj, claim, report)
         return report.result()
 
     def _hosts_of_deleted(self, route: tuple[str, str], obj: Mapping[str, Any]) -> set[str]:
@@ -130,33 +97,6 @@ class DNSPlugin:
         if raw_host and not names.problem(raw_host):
             hosts.add(names.normalize(raw_host))
         return hosts
-
-    def _remove_pending(self, current: tuple[str, str], current_report: Report) -> None:
-        """Remove the records of deleted routes: the one of this event, and any left by an outage."""
-        for route in sorted(self._pending, key=lambda r: r != current):
-            own = route == current
-            report = current_report if own else Report(f"Route {route[0]}/{route[1]} (deleted)")
-            claim = ownership.claim_for(self.settings.owner_id, *route)
-            hosts = self._pending[route]
-            try:
-                for host in sorted(hosts):
-                    self._remove(host, claim, report)
-                    hosts.discard(host)
-            except rfc2136.DNSUpdateError as e:
-                if e.transient:
-                    raise
-                # Refused for good (a zone the key may not touch): retrying it on every event would
-                # fail every event; report it once and give up on this route.
-                del self._pending[route]
-                if own:
-                    raise
-                report.add(logging.ERROR, f"DNS update failed ({e.rcode}): {e} Not retried")
-            else:
-                del self._pending[route]
-            finally:
-                if not own and report.parts:
-                    message, level = report.result() or ("", "DEBUG")
-                    self.logger.log(logging.getLevelName(level), "%s", message)
 
     def _changed(
         self, route: tuple[str, str], obj: Mapping[str, Any], claim: ownership.Claim, report: Report
@@ -219,6 +159,8 @@ class DNSPlugin:
             report.add(
                 level, f"took {host} over from {_holder(result.claim)}, which no longer uses it; now {record}"
             )
+        elif outcome is records.Outcome.CONFLICT:
+            raise TemporaryError(f"{host} kept changing while being updated")
         else:
             self._warn_once(route, report, _refusal(host, result))
             return
@@ -261,16 +203,6 @@ class DNSPlugin:
             self._warned[route] = text
             report.add(logging.WARNING, text)
 
-    def _pause(self, error: rfc2136.DNSUpdateError) -> None:
-        self._paused_until = self._clock() + PAUSE_SECONDS
-        self._pause_reason = f"the DNS server {self.settings.server} did not answer ({error.rcode})"
-        self.logger.warning(
-            "The DNS server %s did not answer (%s); DNS updates pause for %.0f s.",
-            self.settings.server,
-            error.rcode,
-            PAUSE_SECONDS,
-        )
-
 
 def _holder(claim: ownership.Claim | None) -> str:
     if claim is None:
@@ -283,8 +215,6 @@ def _refusal(host: str, result: records.Result) -> str:
     owner_name = names.owner_name(host)
     if result.outcome is records.Outcome.CLAIMED:
         return f"{host} already belongs to {_holder(result.claim)}; left alone (first come, first served)"
-    if result.outcome is records.Outcome.CONFLICT:
-        return f"{host} kept changing while being updated; left for the next event or resync"
     if result.claim is not None:
         return f"{host} belongs to owner {result.claim.owner!r} ({result.claim.resource}); left alone"
     if result.foreign_values:

@@ -1,0 +1,318 @@
+"""The reconciler: a work queue per plugin between the informer and the plugins.
+
+The informer hands every change here and goes back to its stream at once; each plugin's workers take
+the work from that plugin's queue (``watcher.workqueue``), keyed by namespace/name. What a plugin can
+rely on, and what the README's plugin section promises:
+
+* **One call per object at a time, in order.** A key is never handled by two workers at once.
+* **Latest state wins.** While a key waits, newer changes replace what waits: a burst of updates to
+  one object costs one call, with the object as it is now. What the plugin is handed takes it from
+  what it last handled to the object's current state: ADDED for an object it has not handled yet,
+  MODIFIED with the current object, DELETED with the last known object. A delete and a re-create
+  (a new uid under the same name) are two calls, DELETED then ADDED, never one MODIFIED; an object
+  created and deleted before the plugin got to it costs no call at all.
+* **Retries.** A call that raises is retried for that object only, with a backoff that doubles (with
+  jitter) from under a second to ``retry_max``, for as long as the object needs it; a newer change is
+  handled at once. ``TemporaryError(delay=...)`` says when to retry; ``PermanentError``: not until
+  the object changes. Every failed attempt is one ERROR line and counts in ``events_failed_total``.
+* **Objects in parallel**, up to ``workers`` of them (the plugin's ``WORKERS``, else 1): a plugin with
+  more than one worker is called from several threads at once, for different objects.
+
+A plugin's slowness or failures delay only its own queue. Memory stays flat: a queue holds at most one
+pending item per object, and the item is the informer's bytes, parsed by the worker that handles it
+(only a watch event's already parsed object is passed along, while the queue is short).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any, Callable, NamedTuple, Optional
+
+from watcher.dispatch import Plugin, PluginContext, identity, log_result
+from watcher.errors import PermanentError, TemporaryError
+from watcher.informer import Change, Item, cached_object
+from watcher.metrics import Metrics, PluginMetrics, QueueStats, WorkerMetrics
+from watcher.workqueue import RetryPolicy, Taken, WorkQueue
+
+logger = logging.getLogger(__name__)
+
+SYNC = "SYNC"  # a resync's "the object is still so": MODIFIED for the plugin, only if nothing waits
+# Beyond this many waiting objects, queued work keeps only the informer's bytes, not a parsed object
+# (a Route as dicts is ~5x its JSON): a backlog of 100,000 costs the JSON, not five times it.
+KEEP_PARSED_BELOW = 1000
+
+
+class Pending(NamedTuple):
+    """What one plugin still has to do for one key: undo ``tombs`` (DELETED, oldest first), then
+    bring it to ``current`` (ADDED when ``new``, else MODIFIED). ``touched``: ``current``'s object has
+    been handed to the plugin before (so its deletion must be delivered, not just forgotten)."""
+
+    tombs: tuple[Item, ...]
+    current: Optional[Item]
+    new: bool
+    touched: bool
+
+
+def merge(pending: Optional[Pending], change: tuple[str, Item]) -> Optional[Pending]:
+    """``pending`` with one more change; None when nothing is left to do, ``pending`` itself when the
+    change adds nothing (a resync of a key that has work waiting)."""
+    kind, item = change
+    if pending is None:
+        if kind == "DELETED":
+            return Pending((item,), None, False, False)
+        return Pending((), item, kind == "ADDED", False)
+    if kind == SYNC:
+        return pending
+    tombs, current, new, touched = pending
+    if kind == "DELETED":
+        if current is not None and current.uid == item.uid:
+            if new and not touched:  # created and deleted before the plugin saw it: nothing to undo
+                return Pending(tombs, None, False, False) if tombs else None
+            return Pending(_bury(tombs, item), None, False, False)
+        return Pending(_bury(tombs, item), current, new, touched)
+    if current is not None and current.uid == item.uid:
+        return Pending(tombs, item, new, touched)
+    if current is not None and (touched or not new):
+        # Another incarnation without its DELETED in between (the informer always sends one first;
+        # this keeps the plugin right even so): undo the one it has.
+        tombs = _bury(tombs, current)
+    return Pending(tombs, item, kind == "ADDED" or current is not None, False)
+
+
+def combine(left: Pending, newer: Pending) -> Optional[Pending]:
+    """What is left of a failed attempt, followed by what came meanwhile (built from nothing)."""
+    result: Optional[Pending] = left
+    for tomb in newer.tombs:
+        result = merge(result, ("DELETED", tomb))
+    if newer.current is not None:
+        result = merge(result, ("ADDED" if newer.new else "MODIFIED", newer.current))
+    return result
+
+
+def _bury(tombs: tuple[Item, ...], item: Item) -> tuple[Item, ...]:
+    """``tombs`` with ``item``'s incarnation to undo, as its latest known state."""
+    kept = tuple(tomb for tomb in tombs if tomb.uid != item.uid)
+    return (*kept, item)
+
+
+def _unparsed(item: Item) -> Item:
+    """The item without its parsed object: a plugin may have changed the dict it was handed."""
+    return item if item.obj is None else item._replace(obj=None)
+
+
+# What one call came to, besides None (done with it: it succeeded, or failed for good) and a number
+# (retry after that many seconds, as the plugin asked): retry after the key's backoff.
+_RETRY = object()
+
+
+class PluginWorkers:
+    """One plugin: its queue, its worker threads, and what they are doing (for /healthz, /metrics)."""
+
+    def __init__(
+        self, plugin: Plugin, context: PluginContext, metrics: PluginMetrics, permit: Callable[[], bool]
+    ) -> None:
+        self.plugin = plugin
+        self.context = context
+        self.metrics = metrics
+        self.queue: WorkQueue[str, tuple[str, Item], Pending] = WorkQueue(
+            merge, combine, policy=RetryPolicy(cap=plugin.work.retry_max)
+        )
+        self.queue.pause()  # until the run loop says this replica may act (leader.Runner)
+        self._permit = permit
+        self._stopping = False
+        # Per worker: (since when, event type, key) of the call in its hands, or None.
+        self.busy: list[Optional[tuple[float, str, str]]] = [None] * plugin.work.workers
+        self._threads = [
+            threading.Thread(
+                target=self._run, args=(slot, metrics.worker()), name=f"{plugin.name}-{slot}", daemon=True
+            )
+            for slot in range(plugin.work.workers)
+        ]
+        metrics.queue = self.stats
+
+    def start(self) -> None:
+        for thread in self._threads:
+            thread.start()
+
+    def stats(self) -> QueueStats:
+        return QueueStats(self.queue.depth(), self.queue.oldest(), sum(1 for b in self.busy if b))
+
+    def stop(self) -> None:
+        """Hand out nothing more; calls in flight finish (``join`` waits for them)."""
+        self._stopping = True
+        self.queue.shutdown()
+
+    def join(self, deadline: float) -> bool:
+        """Wait until ``deadline`` (monotonic) for the workers to end; True when they all did."""
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        return not any(thread.is_alive() for thread in self._threads)
+
+    def stuck(self, now: float) -> Optional[str]:
+        """The oldest call running longer than ``stuck_after``, as a sentence, else None."""
+        calls = [b for b in self.busy if b]
+        if not calls:
+            return None
+        since, kind, key = min(calls)
+        limit = self.plugin.work.stuck_after
+        if now - since <= limit:
+            return None
+        return (
+            f"plugin {self.plugin.name} has been handling {kind} {key} for {now - since:.0f} s "
+            f"(stuck_after {limit:.0f} s)"
+        )
+
+    # --- the workers --------------------------------------------------------------------------------
+
+    def _run(self, slot: int, counts: WorkerMetrics) -> None:
+        queue = self.queue
+        while True:
+            taken = queue.get()
+            if taken is None:
+                return
+            self._process(slot, counts, taken)
+
+    def _process(self, slot: int, counts: WorkerMetrics, taken: Taken[str, Pending]) -> None:
+        """The tombs, then the current state; a failure puts back what is left, from where it failed."""
+        key, (tombs, current, new, touched), failures = taken.key, taken.work, taken.failures
+        steps = [("DELETED", tomb, Pending(tombs[i:], current, new, touched)) for i, tomb in enumerate(tombs)]
+        if current is not None:
+            steps.append(("ADDED" if new else "MODIFIED", current, Pending((), current, new, touched)))
+        for kind, item, left in steps:
+            if self._stopping or not self._permit():
+                self.queue.give_back(key, left)
+                return
+            outcome = self._attempt(slot, counts, kind, key, item, failures)
+            if outcome is not None:
+                # What a retry gets: the plugin may have changed the dicts it was handed; once it has
+                # been handed the current object, a deletion of it must reach it.
+                retry = Pending(
+                    tuple(map(_unparsed, left.tombs)),
+                    None if left.current is None else _unparsed(left.current),
+                    new,
+                    touched or kind != "DELETED",
+                )
+                counts.retries.inc()
+                self.queue.retry(key, retry, None if outcome is _RETRY else outcome)
+                return
+        self.queue.done(key)
+
+    def _attempt(
+        self, slot: int, counts: WorkerMetrics, kind: str, key: str, item: Item, failures: int
+    ) -> Any:
+        """One ``handle_event``: None when done with it (success, or a permanent failure); else when to
+        retry it (``_RETRY``: after the usual backoff; a number: after that many seconds)."""
+        obj = item.obj if item.obj is not None else cached_object(item.data)
+        event = {"type": kind, "object": obj}
+        plugin, context = self.plugin, self.context
+        started = time.monotonic()
+        self.busy[slot] = (started, kind, key)
+        try:
+            result = plugin.handle(context, event, plugin.config)
+        except Exception as e:
+            counts.duration.observe(time.monotonic() - started)
+            counts.failed.inc()
+            return self._failed(e, kind, obj, failures + 1)
+        finally:
+            self.busy[slot] = None
+        counts.succeeded(time.monotonic() - started)
+        if result is not None:
+            log_result(context.logger, plugin.name, result)
+        return None
+
+    def _failed(self, e: Exception, kind: str, obj: Any, attempt: int) -> Any:
+        """One ERROR line per failed attempt; the traceback too on an unexpected exception's first."""
+        what = f"Plugin {self.plugin.name} failed on {kind} {identity(obj)}, attempt {attempt}"
+        reason = f"{type(e).__name__}: {str(e).rstrip('.')}" if str(e) else type(e).__name__
+        log = self.context.logger
+        if isinstance(e, PermanentError):
+            log.error("%s: %s; not retried until the object changes.", what, reason)
+            return None
+        if isinstance(e, TemporaryError):
+            after = "the usual backoff" if e.delay is None else f"{e.delay:.1f} s"
+            log.error("%s: %s; retrying after %s.", what, reason, after)
+            return _RETRY if e.delay is None else e.delay
+        log.error("%s: %s; retrying with backoff.", what, reason, exc_info=attempt == 1)
+        return _RETRY
+
+
+class Reconciler:
+    """The informer's sink: every change into every plugin's queue; and the plugins' workers."""
+
+    def __init__(self, plugins: Sequence[tuple[Plugin, PluginContext]], metrics: Metrics) -> None:
+        self._permit: Callable[[], bool] = lambda: True
+        self._on_refused: Callable[[], None] = lambda: None
+        self.plugins = [
+            PluginWorkers(plugin, context, metrics.plugin(plugin.name), self._may_act)
+            for plugin, context in plugins
+        ]
+        self._queues = [p.queue for p in self.plugins]
+
+    def __call__(self, changes: list[Change], *, resync: bool = False) -> None:
+        """Called by the informer with its lock held: no plugin code, no waiting here."""
+        first, *others = self._queues
+        if first.depth() < KEEP_PARSED_BELOW:
+            first.put([(key, (kind, item)) for kind, key, item in changes], only_idle=resync)
+        else:
+            others = self._queues
+        if others:
+            # Each plugin gets its own object: one parsed dict shared between threads that may
+            # change it would be a race no plugin author expects.
+            unparsed = [(key, (kind, _unparsed(item))) for kind, key, item in changes]
+            for queue in others:
+                queue.put(unparsed, only_idle=resync)
+
+    def start(self) -> None:
+        """Start the workers; they take work once ``resume`` says this replica may act."""
+        for p in self.plugins:
+            p.start()
+
+    def guard(self, permit: Callable[[], bool], on_refused: Callable[[], None]) -> None:
+        """Check ``permit`` before every call (leader election: still holding the Lease); when it
+        says no, the work waits and ``on_refused`` is told."""
+        self._permit, self._on_refused = permit, on_refused
+
+    def _may_act(self) -> bool:
+        if self._permit():
+            return True
+        self._on_refused()
+        return False
+
+    def pause(self) -> None:
+        """Hand out nothing more; what waits keeps waiting, calls in flight finish."""
+        for queue in self._queues:
+            queue.pause()
+
+    def resume(self) -> None:
+        for queue in self._queues:
+            queue.resume()
+
+    def quiesce(self, timeout: float) -> bool:
+        """Pause, and wait up to ``timeout`` for the calls in flight; True when none is left."""
+        self.pause()
+        deadline = time.monotonic() + timeout
+        while any(any(p.busy) for p in self.plugins):
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
+    def stop(self, grace: float) -> list[str]:
+        """Stop handing out work and wait up to ``grace`` for the calls in flight; the plugins whose
+        workers are still busy after it (what was still queued is listed again at the next start)."""
+        for p in self.plugins:
+            p.stop()
+        deadline = time.monotonic() + grace
+        return [p.plugin.name for p in self.plugins if not p.join(deadline)]
+
+    def stuck(self) -> Optional[str]:
+        """For /healthz: a call running longer than its plugin's ``stuck_after``, else None."""
+        now = time.monotonic()
+        for p in self.plugins:
+            found = p.stuck(now)
+            if found:
+                return found
+        return None
