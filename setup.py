@@ -35,6 +35,9 @@ setup(
         "prometheus-client>=0.20",
         "PyYAML>=6.0",
         "orjson>=3.9",
+        # llhttp's chunked-transfer parser for the WATCH stream (watcher/tlswatch.py says why).
+        "httptools>=0.6",
+        "certifi",  # imported directly: the CA bundle requests verifies against, for tlswatch too
     ],
     extras_require={
         # What tests/setup.sh installs for the suite: runners, linters, offline validators, and the

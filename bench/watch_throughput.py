@@ -42,11 +42,14 @@ from typing import Optional
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common
+import httptools
 import orjson
 import requests
 from _common import NAMESPACE, Run, say
 
-from watcher.localapi import LocalAPI
+from watcher import stream, tlswatch
+from watcher.client import RequestsWatch
+from watcher.localapi import LocalAPI, watch
 
 SOAK_HISTORY = 50_000  # changes the local API keeps during a soak: bounded, unlike a pre-made history
 
@@ -105,8 +108,9 @@ def official_client(
 # --- the parse-only limit ------------------------------------------------------------------------------
 
 
-def fetch_lines(api: LocalAPI, rv: int, events: int) -> list[bytes]:
-    """The stream's lines, as bytes in memory: one plain WATCH, read whole."""
+def fetch_wire(api: LocalAPI, rv: int, events: int) -> bytes:
+    """The stream's chunked body as it came out of TLS (chunk-size lines and all), for ``events``
+    events: one plain WATCH, read through requests' connection without de-chunking."""
     response = requests.get(
         f"{api.url}/apis/route.openshift.io/v1/namespaces/{NAMESPACE}/routes",
         params={"watch": "true", "resourceVersion": str(rv), "timeoutSeconds": "600"},
@@ -115,17 +119,74 @@ def fetch_lines(api: LocalAPI, rv: int, events: int) -> list[bytes]:
         stream=True,
         timeout=(10, 60),
     )
-    lines: list[bytes] = []
-    rest = b""
     with response:
-        while len(lines) < events:
-            block = response.raw.read1(1 << 20)
-            if not block:
-                break
-            parts = (rest + block).split(b"\n")
-            rest = parts.pop()
-            lines.extend(parts)
-    return lines[:events]
+        reader = RequestsWatch(response)._chunked_reader()
+        blocks: list[bytes] = []
+        size = 0
+        decoder = stream.ChunkDecoder()
+        while True:
+            block = reader.read1(1 << 20)
+            blocks.append(block)
+            size += decoder.feed(block).count(b"\n")
+            if size >= events or not block:
+                return b"".join(blocks)
+
+
+def body_lines(wire: bytes, events: int) -> list[bytes]:
+    return stream.ChunkDecoder().feed(wire).split(b"\n")[:events]
+
+
+def chunk_sizes(wire: bytes) -> list[int]:
+    """The size of every chunk in a chunked body (the last one may be cut)."""
+    sizes, pos = [], 0
+    while pos < len(wire):
+        end = wire.find(b"\r\n", pos)
+        if end < 0:
+            break
+        size = int(wire[pos:end], 16)
+        sizes.append(size)
+        pos = end + 2 + size + 2
+    return sizes
+
+
+def decoders(
+    wire: bytes, events: int, block: int = tlswatch.RAW_READ, repeats: int = 3
+) -> tuple[float, float]:
+    """CPU µs per event of de-chunking the same wire bytes, fed in the blocks ``tlswatch`` reads:
+    llhttp (``httptools``, what ``tlswatch`` uses) and the hand-written ``stream.ChunkDecoder``."""
+    blocks = [wire[i : i + block] for i in range(0, len(wire), block)]
+
+    class Body:
+        def __init__(self) -> None:
+            self.parts: list[bytes] = []
+
+        def on_body(self, data: bytes) -> None:
+            self.parts.append(data)
+
+    def llhttp() -> None:
+        body = Body()
+        parser = httptools.HttpResponseParser(body)
+        parser.feed_data(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        parts = body.parts
+        for b in blocks:
+            parser.feed_data(b)
+            b"".join(parts)
+            parts.clear()
+
+    def own() -> None:
+        feed = stream.ChunkDecoder().feed
+        for b in blocks:
+            feed(b)
+
+    costs = []
+    for fn in (llhttp, own):
+        runs = []
+        for _ in range(repeats):
+            cpu = time.process_time()
+            fn()
+            runs.append((time.process_time() - cpu) * 1e6 / events)
+        costs.append(_common.median(runs))
+    return costs[0], costs[1]
 
 
 def parse_only(lines: list[bytes], repeats: int = 3) -> tuple[float, float]:
@@ -282,11 +343,26 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
             say(f"Loading the local API at {api.url}:")
             base = _common.load_history(api, args.routes, args.events)
             api.serve_stale_lists(base)
-            lines = fetch_lines(api, base, args.events)
+            sample = min(args.events, 50_000)
+            wire = fetch_wire(api, base, sample)
+            sizes = chunk_sizes(wire)
+            lines = body_lines(wire, sample)
             size = sum(len(line) + 1 for line in lines) / len(lines)
+            full = sum(s == watch.CHUNKING_BUFFER for s in sizes)
+            say(f"Stream: {args.events} events, {size:,.0f} bytes per line on average")
+            say(
+                f"Framing (kube-apiserver's: {watch.CHUNKING_BUFFER}-byte chunking buffer, flushed when "
+                f"caught up; {watch.CONN_BUFFER}-byte TLS writes): first {sample} events in "
+                f"{len(sizes)} chunks, {full} of them {watch.CHUNKING_BUFFER} bytes, largest {max(sizes)}"
+            )
+            llhttp, own = decoders(wire, sample)
+            say(
+                f"De-chunking the same bytes in {tlswatch.RAW_READ // 1024} KiB blocks: llhttp (httptools) "
+                f"{llhttp:.2f} CPU µs/event, stream.ChunkDecoder {own:.2f}"
+            )
+            del wire
             rate, cost = parse_only(lines)
             del lines
-            say(f"Stream: {args.events} events, {size:,.0f} bytes per line on average")
             say(
                 "Parse-only limit (orjson.loads of the same lines in memory): "
                 f"{rate:,.0f} events/s, {cost:.1f} CPU µs/event"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import socketserver
+import ssl
 import sys
 import threading
 import tracemalloc
@@ -19,8 +20,9 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, generate_latest
 
 from tests.harness import route
-from watcher import errors, stream
-from watcher.client import WatchResponse
+from tests.wire import load_backlog, read_wire
+from watcher import errors, stream, tlswatch
+from watcher.client import RequestsWatch
 from watcher.informer import cached_object, compact_json
 from watcher.localapi import Fault, LocalAPI
 from watcher.metrics import Metrics
@@ -91,9 +93,12 @@ def test_bad_framing_is_refused(raw: bytes, reason: str) -> None:
 # --- WATCH over the raw reader, against the local API ---------------------------------------------------
 
 
-def open_watch(api: LocalAPI, rv: str, timeout: int = 2) -> WatchResponse:
+PATH = "/apis/route.openshift.io/v1/namespaces/default/routes"
+
+
+def open_watch(api: LocalAPI, rv: str, timeout: int = 2) -> RequestsWatch:
     response = requests.get(
-        f"{api.url}/apis/route.openshift.io/v1/namespaces/default/routes",
+        f"{api.url}{PATH}",
         params={"watch": "true", "resourceVersion": rv, "timeoutSeconds": str(timeout)},
         headers={"Authorization": f"Bearer {api.token}"},
         verify=api.ca_file,
@@ -101,7 +106,7 @@ def open_watch(api: LocalAPI, rv: str, timeout: int = 2) -> WatchResponse:
         timeout=(10, 30),
     )
     response.raise_for_status()
-    return WatchResponse(response)
+    return RequestsWatch(response)
 
 
 def test_watch_reads_the_raw_chunks_and_ends_cleanly(local_api: LocalAPI) -> None:
@@ -130,6 +135,41 @@ def test_a_dropped_watch_is_an_error_not_an_end(local_api: LocalAPI) -> None:
     assert len(lines) == 2 and splitter.pending > 0
 
 
+def test_both_readers_take_apart_a_stream_cut_across_chunks_and_tls_records(local_api: LocalAPI) -> None:
+    """The realistic framing, against the real local API over HTTPS: events cut by chunk boundaries
+    and chunk-size lines cut by TLS records (checked on the raw wire first), read by the direct TLS
+    reader (llhttp) and by the requests fallback (``stream.ChunkDecoder``)."""
+    start = str(local_api.resource_version)
+    made = load_backlog(local_api, "default")
+    wire = read_wire(local_api, PATH, resourceVersion=start, timeoutSeconds="1")
+    assert wire.events_cut_by_chunks() and wire.size_lines_cut_by_reads()
+    names = [o["metadata"]["name"] for o in made]
+    context = ssl.create_default_context(cafile=local_api.ca_file)
+    direct = tlswatch.open_watch(
+        "127.0.0.1",
+        local_api.port,
+        f"{PATH}?watch=true&resourceVersion={start}&timeoutSeconds=1",
+        {"Authorization": f"Bearer {local_api.token}"},
+        context,
+        connect_timeout=10,
+        read_timeout=30,
+    )
+    for reader in (direct, open_watch(local_api, start, timeout=1)):
+        lines = list(stream.iter_lines(reader.chunks()))  # returns at the terminating chunk
+        reader.close()
+        assert [stream.parse_event(line)["object"]["metadata"]["name"] for line in lines] == names
+
+
+def test_the_direct_reader_reports_an_error_answer(local_api: LocalAPI) -> None:
+    context = ssl.create_default_context(cafile=local_api.ca_file)
+    answer = tlswatch.open_watch(
+        "127.0.0.1", local_api.port, f"{PATH}?watch=true", {}, context, connect_timeout=10, read_timeout=30
+    )
+    assert answer.status == 401
+    assert orjson.loads(answer.read_body())["reason"] == "Unauthorized"
+    answer.close()
+
+
 class _GzipChunked(socketserver.BaseRequestHandler):
     """A server that gzips a chunked body: the case the raw reader must leave to urllib3."""
 
@@ -154,7 +194,7 @@ def gzip_server() -> Iterator[str]:
 
 
 def test_an_encoded_body_goes_through_urllib3(gzip_server: str) -> None:
-    watch = WatchResponse(requests.get(gzip_server, stream=True, timeout=10))
+    watch = RequestsWatch(requests.get(gzip_server, stream=True, timeout=10))
     assert watch._chunked_reader() is None
     assert b"".join(watch.chunks()) == _GzipChunked.body
     watch.close()

@@ -18,8 +18,10 @@ import pytest
 import requests
 
 from tests.harness import SECRETS, wait_until
+from tests.wire import BUSY_EVENTS, Wire, load_backlog, read_wire
 from watcher import errors
 from watcher.localapi import Fault, LocalAPI, sample_route
+from watcher.localapi import watch as watch_module
 
 ROUTES = "/apis/route.openshift.io/v1/namespaces/demo/routes"
 ALL_ROUTES = "/apis/route.openshift.io/v1/routes"
@@ -1004,3 +1006,56 @@ def test_fault_payloads_put_arbitrary_bytes_into_the_stream(api: LocalAPI) -> No
     api.inject(Fault("close", after_events=1, payload=b'{"type":"ADD'))
     received, error = read_raw(watch(api, resourceVersion=str(start)))
     assert error is None and received.endswith(b'\n{"type":"ADD')
+
+
+# --- framing on the wire, as kube-apiserver's (watcher/localapi/watch.py) ------------------------------
+
+
+def test_a_busy_watch_is_2_kib_chunks_with_events_cut_across_them_and_4_kib_records(api: LocalAPI) -> None:
+    start = api.resource_version
+    made = load_backlog(api, "demo")
+    got = read_wire(api, ROUTES, resourceVersion=str(start), timeoutSeconds="1")
+    assert got.ended
+    lines = got.body.split(b"\n")
+    assert lines.pop() == b""
+    assert [orjson.loads(line)["object"]["metadata"]["name"] for line in lines] == [
+        o["metadata"]["name"] for o in made
+    ]
+    # Nothing was flushed until the backlog ran out: every chunk but the last is a full buffer.
+    assert set(got.sizes[:-1]) == {watch_module.CHUNKING_BUFFER}
+    assert 0 < got.sizes[-1] <= watch_module.CHUNKING_BUFFER
+    assert got.events_cut_by_chunks() > BUSY_EVENTS // 2
+    # One recv is one TLS record; the connection's 4 KiB buffer makes them all that size or less.
+    assert max(map(len, got.reads)) <= watch_module.CONN_BUFFER
+    assert got.size_lines_cut_by_reads() >= 1
+
+
+def test_a_caught_up_watch_sends_one_chunk_per_event(api: LocalAPI) -> None:
+    start = api.resource_version
+    result: list[Wire] = []
+    reader = threading.Thread(
+        target=lambda: result.append(read_wire(api, ROUTES, resourceVersion=str(start), timeoutSeconds="2"))
+    )
+    reader.start()
+    wait_until(lambda: api.stats.watches_opened >= 1, what="the watch to open")
+    for i in range(4):
+        make(api, f"quiet-{i}")
+        time.sleep(0.2)
+    reader.join(10)
+    (got,) = result
+    assert len(got.chunks) == 4
+    assert all(chunk.count(b"\n") == 1 and chunk.endswith(b"\n") for chunk in got.chunks)
+
+
+def test_an_event_larger_than_the_buffer_goes_out_as_one_chunk_of_its_own(api: LocalAPI) -> None:
+    start = api.resource_version
+    small = make(api, "small-1")
+    big = sample_route("big", "demo", "big.apps.example.test")
+    big["metadata"]["annotations"] = {"example.test/pad": "y" * 6000}
+    big = api.create("routes", big)
+    make(api, "small-2")
+    got = read_wire(api, ROUTES, resourceVersion=str(start), timeoutSeconds="1")
+    first, second = (len(orjson.dumps({"type": "ADDED", "object": o})) + 1 for o in (small, big))
+    # bufio.Writer: the big write tops the buffer up to 2,048 bytes and flushes it, then the rest of
+    # it does not fit the empty buffer and goes straight through as one chunk.
+    assert got.sizes[:2] == [watch_module.CHUNKING_BUFFER, second - (watch_module.CHUNKING_BUFFER - first)]

@@ -17,15 +17,17 @@ import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Optional, Union
+from urllib.parse import urlencode, urlsplit
 
+import certifi
 import orjson
 import requests
 import urllib3
 from requests.adapters import HTTPAdapter
 
 import watcher
-from watcher import auth, errors, stream
+from watcher import auth, errors, stream, tlswatch
 from watcher.config import Settings
 
 logger = logging.getLogger(__name__)
@@ -88,8 +90,8 @@ class ListResult:
     resource_version: str
 
 
-def _retry_after(response: requests.Response) -> Optional[float]:
-    value = response.headers.get("Retry-After")
+def _retry_after(value: Optional[str]) -> Optional[float]:
+    """A Retry-After header's seconds, given as a number or an HTTP date."""
     if not value:
         return None
     try:
@@ -111,11 +113,19 @@ _STATUS_ERRORS: Mapping[int, type[errors.APIError]] = {
 
 def error_from_response(response: requests.Response, action: str) -> errors.APIError:
     """A typed error for a non-2xx answer; ``action`` says what we tried, e.g. ``list routes in demo``."""
-    status = response.status_code
     try:
         content = response.content
     except requests.RequestException:
         content = b""
+    return error_from(
+        response.status_code, response.reason, content, response.headers.get("Retry-After"), action
+    )
+
+
+def error_from(
+    status: int, phrase: Optional[str], content: bytes, retry_after: Optional[str], action: str
+) -> errors.APIError:
+    """A typed error for a non-2xx answer from its parts, whichever HTTP client read it."""
     body = content[:2000].decode("utf-8", "replace")
     try:
         payload = orjson.loads(content) if content else {}
@@ -130,7 +140,7 @@ def error_from_response(response: requests.Response, action: str) -> errors.APIE
     causes = (
         tuple(str(c.get("reason")) for c in found if isinstance(c, dict)) if isinstance(found, list) else ()
     )
-    detail = message or response.reason or "no message"
+    detail = message or phrase or "no message"
     if status == 403:
         text = f"Forbidden: the API server refused to {action}: {detail}"
     elif status == 401:
@@ -138,11 +148,14 @@ def error_from_response(response: requests.Response, action: str) -> errors.APIE
     else:
         text = f"HTTP {status} while trying to {action}: {detail}"
     cls = _STATUS_ERRORS.get(status, errors.ServerError if status >= 500 else errors.APIError)
-    return cls(status, text, reason=str(reason), body=body, retry_after=_retry_after(response), causes=causes)
+    return cls(
+        status, text, reason=str(reason), body=body, retry_after=_retry_after(retry_after), causes=causes
+    )
 
 
-class WatchResponse:
-    """An open WATCH: decoded body bytes in large blocks, and a way to abort it from another thread."""
+class RequestsWatch:
+    """An open WATCH through ``requests`` (a proxy, or plain http; otherwise ``tlswatch.TLSWatch``):
+    decoded body bytes in large blocks, and a way to abort it from another thread."""
 
     def __init__(self, response: requests.Response) -> None:
         self._response = response
@@ -204,6 +217,10 @@ class WatchResponse:
             self._response.close()
 
 
+# What ``Client.watch`` hands out: both read the same way (``chunks``, ``abort``, ``close``).
+WatchResponse = Union[RequestsWatch, tlswatch.TLSWatch]
+
+
 class Client:
     """The authenticated session. Thread-safe enough for one watch plus plugin GET/PATCH calls."""
 
@@ -220,6 +237,7 @@ class Client:
         self.session.mount("http://", adapter)
         self.session.headers["User-Agent"] = USER_AGENT
         self.session.headers["Accept"] = "application/json"
+        self._tls_contexts: dict[Any, ssl.SSLContext] = {}
 
     # --- TLS material -------------------------------------------------------------------------------
 
@@ -445,15 +463,85 @@ class Client:
         action = f"watch {info.display}" + (
             f" in namespace {namespace}" if info.namespaced and namespace else ""
         )
-        response = self._send(
-            "GET",
-            info.collection_path(namespace),
-            action,
-            params=params,
-            stream=True,
-            read_timeout=read_timeout,
-        )
-        return WatchResponse(response)
+        path = info.collection_path(namespace)
+        context = self._direct_tls(path)
+        if context is None:
+            response = self._send("GET", path, action, params=params, stream=True, read_timeout=read_timeout)
+            return RequestsWatch(response)
+        return self._watch_direct(path, params, action, context, read_timeout)
+
+    def _direct_tls(self, path: str) -> Optional[ssl.SSLContext]:
+        """The TLS context for a WATCH on a connection of its own (``tlswatch``), or None when
+        ``requests`` must do it: plain http, or a proxy from the environment. Verification is what
+        ``requests`` would do for this URL (``REQUESTS_CA_BUNDLE`` included)."""
+        url = self.base + path
+        if urlsplit(url).scheme != "https":
+            return None
+        merged = self.session.merge_environment_settings(url, {}, True, self.verify, self.cert)
+        if requests.utils.select_proxy(url, merged["proxies"]):
+            return None
+        verify, cert = merged["verify"], merged["cert"]
+        key = (verify, cert)
+        context = self._tls_contexts.get(key)
+        if context is None:
+            if verify is False:
+                context = ssl.create_default_context()
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
+            else:
+                # verify=True in requests means certifi's bundle, not the system's.
+                context = ssl.create_default_context(cafile=certifi.where() if verify is True else verify)
+            if isinstance(cert, tuple):
+                context.load_cert_chain(cert[0], cert[1])
+            elif cert:
+                context.load_cert_chain(cert)
+            self._tls_contexts[key] = context
+        return context
+
+    def _watch_direct(
+        self, path: str, params: Mapping[str, str], action: str, context: ssl.SSLContext, read_timeout: float
+    ) -> tlswatch.TLSWatch:
+        """``_send`` for a WATCH through ``tlswatch``: the same token retry and typed errors."""
+        parts = urlsplit(self.base + path)
+        host = parts.hostname or ""
+        target = f"{parts.path}?{urlencode(params)}"
+        for attempt in (1, 2):
+            headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
+            token = self.tokens.token()
+            if token:
+                headers["Authorization"] = f"Bearer {token}"
+            try:
+                watch = tlswatch.open_watch(
+                    host,
+                    parts.port or 443,
+                    target,
+                    headers,
+                    context,
+                    connect_timeout=CONNECT_TIMEOUT,
+                    read_timeout=read_timeout,
+                    socket_options=_KEEPALIVE,
+                )
+            except ssl.SSLError as e:
+                raise errors.TransportError(
+                    f"TLS error talking to {self.base} while trying to {action}: {_short(e)}"
+                ) from None
+            except (OSError, errors.TransportError, stream.ChunkedFramingError) as e:
+                raise errors.TransportError(f"cannot reach {self.base} to {action}: {_short(e)}") from None
+            if watch.status < 400:
+                return watch
+            try:
+                if watch.status == 401 and attempt == 1 and self.tokens.refresh():
+                    continue
+                try:
+                    content = watch.read_body()
+                except (OSError, ssl.SSLError, errors.TransportError, stream.ChunkedFramingError):
+                    content = b""
+                raise error_from(
+                    watch.status, watch.reason, content, watch.headers.get("retry-after"), action
+                )
+            finally:
+                watch.close()
+        raise AssertionError("unreachable")
 
     def get(self, info: ResourceInfo, namespace: Optional[str], name: str) -> dict[str, Any]:
         return self.request("GET", info.object_path(namespace, name))

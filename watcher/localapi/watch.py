@@ -1,9 +1,19 @@
 """One WATCH response: chunked newline-delimited JSON events, bookmarks, timeout, and stream faults.
 
-This is the server's hot path. Each change's line is rendered once in the store and shared by all
-watchers; a watcher that is behind takes up to ``BATCH`` changes at a time and writes them as one chunk,
-and one that is caught up writes each change as soon as it is committed (the socket has TCP_NODELAY and
-no userspace buffer), so throughput and latency do not trade against each other.
+This is the server's hot path, framed the way kube-apiserver frames a watch on the wire (HTTP/1.1):
+
+* its watch handler (``staging/src/k8s.io/apiserver/pkg/endpoints/handlers/watch.go``,
+  ``WatchServer.HandleHTTP``) encodes each event on its own, writes it with one ``Write``, and calls
+  ``Flush`` only when no further event is pending (``len(ch) == 0``);
+* Go's ``net/http`` (``server.go``) puts a 2,048-byte ``bufio.Writer`` (``bufferBeforeChunkingSize``)
+  in front of the ``chunkWriter``, so every flush of that buffer is one chunk: a busy watch is a run of
+  2,048-byte chunks with events cut across them, a caught-up watch one chunk per event, and an event
+  larger than the buffer goes out as one chunk of its own size (``bufio.Writer.Write`` hands a write
+  that does not fit an *empty* buffer straight through, after topping up a non-empty one);
+* the chunks go into the connection's own 4,096-byte ``bufio.Writer``, whose flushes are the writes
+  to the TLS connection: 4 KiB TLS records, so chunk-size lines are cut across records and reads.
+
+Each change's line is rendered once in the store and shared by all watchers.
 """
 
 from __future__ import annotations
@@ -22,7 +32,9 @@ import orjson
 from watcher.localapi import faults, store
 from watcher.localapi.resources import ResourceType
 
-BATCH = 1024  # changes per chunk at most (~1.7 MB for typical routes)
+BATCH = 1024  # changes taken from the store under its lock at a time
+CHUNKING_BUFFER = 2048  # net/http's bufferBeforeChunkingSize: each flush of it is one chunk
+CONN_BUFFER = 4096  # net/http's per-connection bufio.Writer (4 << 10): each flush is one TLS write
 IDLE_CHECK = 1.0  # how often an idle watch checks that its client is still there
 TRICKLE_PIECE = 5  # bytes per write in a trickle fault
 Predicate = Callable[[Mapping[str, Any]], bool]
@@ -32,8 +44,51 @@ class ClientGone(Exception):
     """The peer closed or reset the connection; nothing more to write."""
 
 
+class GoBufferedWriter:
+    """Go's ``bufio.Writer``, byte for byte: where its flushes fall is what shapes a Go server's stream.
+
+    A write that fits is copied in; one that does not first tops up a non-empty buffer and flushes it,
+    and whatever still does not fit an empty buffer goes to ``sink`` whole, uncut.
+    """
+
+    __slots__ = ("_n", "_pieces", "sink", "size")
+
+    def __init__(self, size: int, sink: Callable[[bytes], None]) -> None:
+        self.size = size
+        self.sink = sink
+        self._pieces: list[bytes] = []
+        self._n = 0  # bytes in _pieces
+
+    def write(self, data: bytes) -> None:
+        size = self.size
+        while len(data) > size - self._n:
+            if not self._n:
+                self.sink(data)
+                return
+            room = size - self._n
+            self._pieces.append(data[:room])
+            self._n = size
+            self.flush()
+            data = data[room:]
+        if data:
+            self._pieces.append(data)
+            self._n += len(data)
+
+    def flush(self) -> None:
+        if self._n:
+            pieces = self._pieces
+            data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+            pieces.clear()
+            self._n = 0
+            self.sink(data)
+
+
 class ChunkWriter:
-    """HTTP/1.1 chunked transfer encoding straight onto the socket, one ``sendall`` per chunk."""
+    """HTTP/1.1 chunked transfer encoding as Go's ``net/http`` writes it (see the module docstring).
+
+    ``write`` is one handler ``Write`` (one event), ``flush`` is ``http.Flusher.Flush``, ``end`` is the
+    end of the handler. A trickle fault bypasses the buffers: a few bytes per chunk, each sent at once.
+    """
 
     def __init__(
         self, sock: socket.socket, stopping: threading.Event, trickle: Optional[float] = None
@@ -42,6 +97,8 @@ class ChunkWriter:
         self.stopping = stopping
         self.trickle = trickle
         self.ended = False
+        self._conn = GoBufferedWriter(CONN_BUFFER, self._send)
+        self._body = GoBufferedWriter(CHUNKING_BUFFER, self._chunk)
 
     def write(self, data: bytes) -> None:
         if not data:
@@ -52,12 +109,29 @@ class ChunkWriter:
                 if self.stopping.wait(self.trickle):
                     raise ClientGone("the server is stopping")
             return
-        self._send(b"%x\r\n%s\r\n" % (len(data), data))
+        self._body.write(data)
+
+    def flush(self) -> None:
+        self._body.flush()
+        self._conn.flush()
 
     def end(self) -> None:
         """The terminating chunk: a clean end of the stream, as when timeoutSeconds runs out."""
-        self._send(b"0\r\n\r\n")
+        self._body.flush()
+        self._conn.write(b"0\r\n\r\n")
+        self._conn.flush()
         self.ended = True
+
+    def _chunk(self, data: bytes) -> None:
+        """net/http's ``chunkWriter.Write``: size line, data and CRLF into the connection's buffer."""
+        if len(data) <= CHUNKING_BUFFER:
+            # Three writes this small can never bypass the 4 KiB buffer, so one write of the three
+            # together leaves the same bytes in the same places, for a third of the calls.
+            self._conn.write(b"%x\r\n%s\r\n" % (len(data), data))
+            return
+        self._conn.write(b"%x\r\n" % len(data))
+        self._conn.write(data)
+        self._conn.write(b"\r\n")
 
     def _send(self, data: bytes) -> None:
         try:
@@ -170,30 +244,38 @@ class WatchStream:
         return out
 
     def emit(self, lines: list[bytes]) -> bool:
-        """Write ``lines``, firing a pending stream fault at its event count; False ends the stream."""
+        """Write ``lines``, one write each, firing a pending stream fault at its event count; False
+        ends the stream. Flushing is the caller's: only when nothing more is pending."""
+        write = self.writer.write
         fault = self.fault
         if fault is not None:
             k = fault.after_events - self.sent
             if fault.kind == "drop_mid_line":
                 if k < len(lines):
-                    cut = lines[k]
-                    self.writer.write(b"".join(lines[:k]) + cut[: len(cut) // 2])
+                    for line in lines[:k]:
+                        write(line)
+                    write(lines[k][: len(lines[k]) // 2])
+                    self.writer.flush()  # the half line must reach the wire before the cut
                     self._count(k)
                     abort(self.sock)
                     return False
             elif 0 <= k <= len(lines):
-                head = b"".join(lines[:k])
+                for line in lines[:k]:
+                    write(line)
                 if fault.kind == "close":
-                    self.writer.write(head + fault.payload)
+                    write(fault.payload)
                     self._count(k)
                     self.writer.end()
                     return False
-                self.writer.write(head + (fault.payload or faults.MALFORMED_LINE) + b"".join(lines[k:]))
+                write(fault.payload or faults.MALFORMED_LINE)
+                for line in lines[k:]:
+                    write(line)
                 self._count(len(lines))
                 self.fault = None
                 return True
+        for line in lines:
+            write(line)
         if lines:
-            self.writer.write(b"".join(lines))
             self._count(len(lines))
         return True
 
@@ -217,12 +299,18 @@ class WatchStream:
                 return
             with cond:
                 changes = self.store.changes_after(position, BATCH)
-                if changes == []:
-                    now = time.monotonic()
-                    wait = min(self.deadline, self.next_bookmark, now + IDLE_CHECK) - now
-                    if wait > 0:
-                        cond.wait(wait)
+            if changes == []:
+                # Caught up: kube-apiserver's watch handler flushes when its channel is empty. Not
+                # under the store's lock, so the store is asked again before waiting.
+                self.writer.flush()
+                with cond:
                     changes = self.store.changes_after(position, BATCH)
+                    if changes == []:
+                        now = time.monotonic()
+                        wait = min(self.deadline, self.next_bookmark, now + IDLE_CHECK) - now
+                        if wait > 0:
+                            cond.wait(wait)
+                        changes = self.store.changes_after(position, BATCH)
             if changes is None:
                 # This watcher fell behind the retained history; the real watch cache closes such
                 # watchers and the client's resume then gets 410.
