@@ -19,6 +19,7 @@ WATCH it keeps the very line that arrived, so an event costs one parse and no co
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import threading
@@ -44,6 +45,9 @@ class Item(NamedTuple):
     data: bytes  # the object's JSON or the watch line that carried it (``cached_object`` reads both)
     obj: Optional[dict[str, Any]]  # the object, when the informer parsed it anyway (a watch event)
 
+
+# NamedTuple's constructor is Python code; this builds the same tuple at C speed, once per event.
+new_item = functools.partial(tuple.__new__, Item)
 
 # (type, key, item): ADDED, MODIFIED or DELETED as the watch says, or SYNC for a resync's "still so";
 # the key is namespace/name (name alone when cluster-scoped), the identity work is queued under.
@@ -384,7 +388,7 @@ class Informer:
         else:
             self.cache[key] = (rv, line)  # the line as it came: no copy, no second encoding
         self.resource_version = rv
-        changes.append((kind, _object_key(meta), Item(key, line, obj)))
+        changes.append((kind, _object_key(meta), new_item((key, line, obj))))
         return False
 
     def _error_event(self, status: dict[str, Any]) -> bool:

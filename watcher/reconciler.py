@@ -25,6 +25,7 @@ pending item per object, and the item is the informer's bytes, parsed by the wor
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -33,7 +34,7 @@ from typing import Any, Callable, NamedTuple, Optional
 
 from watcher.dispatch import Plugin, PluginContext, identity, log_result
 from watcher.errors import PermanentError, TemporaryError
-from watcher.informer import Change, Item, cached_object
+from watcher.informer import Change, Item, cached_object, new_item
 from watcher.metrics import Metrics, PluginMetrics, QueueStats, WorkerMetrics
 from watcher.workqueue import RetryPolicy, Taken, WorkQueue
 
@@ -56,30 +57,35 @@ class Pending(NamedTuple):
     touched: bool
 
 
+# NamedTuple's own constructor is Python code; this builds the same tuple at C speed, for the
+# per-event path (one per change handed to a plugin's queue), as ``informer.new_item`` does.
+_pending = functools.partial(tuple.__new__, Pending)
+
+
 def merge(pending: Optional[Pending], change: tuple[str, Item]) -> Optional[Pending]:
     """``pending`` with one more change; None when nothing is left to do, ``pending`` itself when the
     change adds nothing (a resync of a key that has work waiting)."""
     kind, item = change
     if pending is None:
         if kind == "DELETED":
-            return Pending((item,), None, False, False)
-        return Pending((), item, kind == "ADDED", False)
+            return _pending(((item,), None, False, False))
+        return _pending(((), item, kind == "ADDED", False))
     if kind == SYNC:
         return pending
     tombs, current, new, touched = pending
     if kind == "DELETED":
         if current is not None and current.uid == item.uid:
             if new and not touched:  # created and deleted before the plugin saw it: nothing to undo
-                return Pending(tombs, None, False, False) if tombs else None
-            return Pending(_bury(tombs, item), None, False, False)
-        return Pending(_bury(tombs, item), current, new, touched)
+                return _pending((tombs, None, False, False)) if tombs else None
+            return _pending((_bury(tombs, item), None, False, False))
+        return _pending((_bury(tombs, item), current, new, touched))
     if current is not None and current.uid == item.uid:
-        return Pending(tombs, item, new, touched)
+        return _pending((tombs, item, new, touched))
     if current is not None and (touched or not new):
         # Another incarnation without its DELETED in between (the informer always sends one first;
         # this keeps the plugin right even so): undo the one it has.
         tombs = _bury(tombs, current)
-    return Pending(tombs, item, kind == "ADDED" or current is not None, False)
+    return _pending((tombs, item, kind == "ADDED" or current is not None, False))
 
 
 def combine(left: Pending, newer: Pending) -> Optional[Pending]:
@@ -100,12 +106,15 @@ def _bury(tombs: tuple[Item, ...], item: Item) -> tuple[Item, ...]:
 
 def _unparsed(item: Item) -> Item:
     """The item without its parsed object: a plugin may have changed the dict it was handed."""
-    return item if item.obj is None else item._replace(obj=None)
+    return item if item.obj is None else new_item((item.uid, item.data, None))
 
 
 # What one call came to, besides None (done with it: it succeeded, or failed for good) and a number
 # (retry after that many seconds, as the plugin asked): retry after the key's backoff.
 _RETRY = object()
+# What became of one key's work.
+_DONE, _RETRIED, _GIVEN_BACK = object(), object(), object()
+BATCH = 64  # keys a lone worker takes per turn of its queue's lock
 
 
 class PluginWorkers:
@@ -168,37 +177,52 @@ class PluginWorkers:
     # --- the workers --------------------------------------------------------------------------------
 
     def _run(self, slot: int, counts: WorkerMetrics) -> None:
-        queue = self.queue
+        # A lone worker takes a run of keys per turn of the queue's lock, and says which it finished
+        # in one more: two lock turns per batch, not per object. Several workers take one key each, so
+        # that a slow call never sits on keys another worker could have had.
+        queue, limit = self.queue, BATCH if len(self.busy) == 1 else 1
         while True:
-            taken = queue.get()
+            taken = queue.take(limit)
             if taken is None:
                 return
-            self._process(slot, counts, taken)
+            finished: list[str] = []
+            for index, one in enumerate(taken):
+                outcome = self._process(slot, counts, one)
+                if outcome is _GIVEN_BACK:  # stopping, or not leading: the rest goes back untouched
+                    for rest in taken[index + 1 :]:
+                        queue.give_back(rest.key, rest.work)
+                    break
+                if outcome is _DONE:
+                    finished.append(one.key)
+            queue.done(*finished)
 
-    def _process(self, slot: int, counts: WorkerMetrics, taken: Taken[str, Pending]) -> None:
-        """The tombs, then the current state; a failure puts back what is left, from where it failed."""
-        key, (tombs, current, new, touched), failures = taken.key, taken.work, taken.failures
-        steps = [("DELETED", tomb, Pending(tombs[i:], current, new, touched)) for i, tomb in enumerate(tombs)]
-        if current is not None:
-            steps.append(("ADDED" if new else "MODIFIED", current, Pending((), current, new, touched)))
-        for kind, item, left in steps:
+    def _process(self, slot: int, counts: WorkerMetrics, taken: Taken[str, Pending]) -> object:
+        """The tombs, then the current state; a failure puts back what is left, from where it failed.
+        Returns ``_DONE``, ``_RETRIED`` (put back to retry) or ``_GIVEN_BACK`` (not attempted)."""
+        key, failures = taken.key, taken.failures
+        tombs, current, new, touched = taken.work
+        undone = len(tombs)
+        for index in range(undone + (current is not None)):
+            item = tombs[index] if index < undone else current
+            assert item is not None  # the last step is there only with a current state
+            kind = "DELETED" if index < undone else "ADDED" if new else "MODIFIED"
             if self._stopping or not self._permit():
-                self.queue.give_back(key, left)
-                return
+                self.queue.give_back(key, Pending(tombs[index:], current, new, touched))
+                return _GIVEN_BACK
             outcome = self._attempt(slot, counts, kind, key, item, failures)
             if outcome is not None:
                 # What a retry gets: the plugin may have changed the dicts it was handed; once it has
                 # been handed the current object, a deletion of it must reach it.
                 retry = Pending(
-                    tuple(map(_unparsed, left.tombs)),
-                    None if left.current is None else _unparsed(left.current),
+                    tuple(map(_unparsed, tombs[index:])),
+                    None if current is None else _unparsed(current),
                     new,
-                    touched or kind != "DELETED",
+                    touched or index == undone,
                 )
                 counts.retries.inc()
                 self.queue.retry(key, retry, None if outcome is _RETRY else outcome)
-                return
-        self.queue.done(key)
+                return _RETRIED
+        return _DONE
 
     def _attempt(
         self, slot: int, counts: WorkerMetrics, kind: str, key: str, item: Item, failures: int

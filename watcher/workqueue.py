@@ -98,12 +98,17 @@ class WorkQueue(Generic[K, C, P]):
         resync: what waits or runs is at least as new as the cache it was read from).
         """
         merge, work, since, processing = self._merge, self._work, self._since, self._processing
+        queued, ready, delayed = self._queued, self._ready, self._delayed
         now = self._clock()
         with self._cond:
-            woke = False
+            woke = 0
             for key, change in changes:
                 old = work.get(key)
-                if only_idle and (old is not None or key in processing):
+                if old is None:
+                    if only_idle and key in processing:
+                        continue
+                    since[key] = now
+                elif only_idle:
                     continue
                 merged = merge(old, change)
                 if merged is old:
@@ -113,21 +118,27 @@ class WorkQueue(Generic[K, C, P]):
                     since.pop(key, None)
                     continue
                 work[key] = merged
-                if key not in since:
-                    since[key] = now
-                if key not in processing and key not in self._queued:
-                    self._delayed.pop(key, None)  # newer work does not wait out a backoff
-                    self._queued.add(key)
-                    self._ready.append(key)
-                    woke = True
+                if key not in queued and key not in processing:
+                    if delayed:
+                        delayed.pop(key, None)  # newer work does not wait out a backoff
+                    queued.add(key)
+                    ready.append(key)
+                    woke += 1
             if woke:
-                self._cond.notify_all()
+                self._cond.notify(woke)  # a worker per key made ready, no thundering herd
 
     # --- workers ------------------------------------------------------------------------------------
 
     def get(self, timeout: Optional[float] = None) -> Optional[Taken[K, P]]:
         """The next key with its work, marked as processing; None when shut down, or after ``timeout``
         (0: don't wait) with nothing ready."""
+        taken = self.take(1, timeout)
+        return taken[0] if taken else None
+
+    def take(self, limit: int, timeout: Optional[float] = None) -> Optional[list[Taken[K, P]]]:
+        """Up to ``limit`` ready keys with their work, oldest first, all marked as processing: a single
+        worker takes a run of keys for one turn of the lock instead of one each. None when shut down;
+        an empty list after ``timeout`` (0: don't wait) with nothing ready."""
         deadline = None if timeout is None else self._clock() + timeout
         with self._cond:
             while True:
@@ -135,32 +146,49 @@ class WorkQueue(Generic[K, C, P]):
                     return None
                 if not self._paused:
                     self._promote_due()
-                    while self._ready:
-                        key = self._ready.popleft()
-                        self._queued.discard(key)
-                        work = self._work.pop(key, None)
-                        if work is None:  # everything for it cancelled out while it waited
-                            continue
-                        self._processing.add(key)
-                        self._in_hand_since[key] = self._since.pop(key, self._clock())
-                        return Taken(key, work, self._failures.get(key, 0))
+                    if self._ready:
+                        return self._hand_out(limit)
                 now = self._clock()
                 if deadline is not None and now >= deadline:
-                    return None
+                    return []
                 wait = self._next_due(now)
                 if deadline is not None:
                     wait = deadline - now if wait is None else min(wait, deadline - now)
                 self._cond.wait(wait)
 
-    def done(self, key: K) -> None:
-        """The work handed out for ``key`` is over (it succeeded, or failed for good): forget the
-        key's failures; work that came meanwhile is handed out next."""
+    def _hand_out(self, limit: int) -> list[Taken[K, P]]:
+        ready, queued, work, since, failures = (
+            self._ready,
+            self._queued,
+            self._work,
+            self._since,
+            self._failures,
+        )
+        processing, in_hand = self._processing, self._in_hand_since
+        now = self._clock()
+        out: list[Taken[K, P]] = []
+        while ready and len(out) < limit:
+            key = ready.popleft()
+            queued.discard(key)
+            pending = work.pop(key, None)
+            if pending is None:  # everything for it cancelled out while it waited
+                continue
+            processing.add(key)
+            in_hand[key] = since.pop(key, now)
+            out.append(Taken(key, pending, failures.get(key, 0)))
+        return out
+
+    def done(self, *keys: K) -> None:
+        """The work handed out for ``keys`` is over (it succeeded, or failed for good): forget their
+        failures; work that came meanwhile is handed out next."""
         with self._cond:
-            self._failures.pop(key, None)
-            self._processing.discard(key)
-            self._in_hand_since.pop(key, None)
-            if key in self._work:
-                self._make_ready(key)
+            for key in keys:
+                if self._failures:
+                    self._failures.pop(key, None)
+                self._processing.discard(key)
+                self._in_hand_since.pop(key, None)
+                if key in self._work:
+                    self._make_ready(key)
 
     def retry(self, key: K, left: P, after: Optional[float] = None) -> float:
         """The work failed; ``left`` is what remains of it. Returns the delay before it is handed out
