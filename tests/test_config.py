@@ -234,6 +234,7 @@ def test_every_key_is_read_from_env_and_from_ini(layers: Layers, tmp_path: Path)
         "leader_election": ("on", True),
         "leader_election_name": ("my-lease", "my-lease"),
         "shutdown_grace": ("12.5", 12.5),
+        "record_events": ("off", False),
     }
     keys = {key.name: key for key in config.KEYS}
     assert set(raw) | {"token_file"} == set(keys)

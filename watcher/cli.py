@@ -10,6 +10,7 @@ import argparse
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Sequence
@@ -21,6 +22,7 @@ from watcher.client import Client, ResourceInfo, api_path_target
 from watcher.informer import Backoff, Informer, Tuning
 from watcher.metrics import Metrics
 from watcher.reconciler import Reconciler
+from watcher.recorder import EventRecorder
 
 logger = logging.getLogger("watcher")
 
@@ -43,6 +45,7 @@ class App:
         self.reconciler: Optional[Reconciler] = None
         self.probes = health.Probes(health.stale_after(self.tuning.watch_timeout, self.tuning.read_margin))
         self.runner: Optional[leader.Runner] = None
+        self.recorder: Optional[EventRecorder] = None
 
     def start(self) -> None:
         """Everything that can fail on bad configuration, before the first event: fail fast, cleanly."""
@@ -59,7 +62,10 @@ class App:
                     exit_code=errors.EXIT_NAMESPACE,
                 )
             plugins = dispatch.load(s)
-            contexts = dispatch.start(plugins, s, dispatch.PluginAPI(self.client, info))
+            if s.record_events:
+                self.recorder = EventRecorder(self.client, socket.gethostname(), self.metrics.registry)
+                self.recorder.start()
+            contexts = dispatch.start(plugins, s, dispatch.PluginAPI(self.client, info), self.recorder)
             self.plugins = plugins
             self.reconciler = Reconciler(list(zip(plugins, contexts)), self.metrics)
             self.reconciler.start()
@@ -138,6 +144,9 @@ class App:
             self.reconciler = None
         dispatch.close_all(self.plugins)
         self.plugins = []
+        if self.recorder is not None:
+            self.recorder.stop()  # what the plugins recorded last is still posted
+            self.recorder = None
         self.client.close()
 
 

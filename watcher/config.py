@@ -118,6 +118,9 @@ KEYS: tuple[Key, ...] = (
     Key("shutdown_grace", "WATCHER_SHUTDOWN_GRACE", "shutdown_grace", parse.seconds, 20.0,
         "seconds plugin calls in flight may take to finish on SIGTERM; keep it below the pod's "
         "terminationGracePeriodSeconds"),
+    Key("record_events", "WATCHER_RECORD_EVENTS", "record_events", parse.flag, True,
+        "true: the built-in plugins post Kubernetes Events on the objects they act on (needs create and "
+        "patch on events)"),
 )
 # fmt: on
 _BY_NAME = {key.name: key for key in KEYS}
@@ -174,6 +177,7 @@ class Settings:
     leader_election: bool = False
     leader_election_name: str = "event-watcher"
     shutdown_grace: float = 20.0
+    record_events: bool = True
     # Plugin sections hold passwords: out of repr.
     plugin_configs: Mapping[str, Mapping[str, str]] = field(default_factory=lambda: _NO_SECTIONS, repr=False)
     sources: Mapping[str, str] = field(default_factory=lambda: _EMPTY, repr=False)

@@ -23,6 +23,7 @@ from typing import Any, Callable, Optional
 from watcher import configvalues, errors
 from watcher.client import Client, ResourceInfo
 from watcher.config import Settings
+from watcher.recorder import EventRecorder
 
 logger = logging.getLogger(__name__)
 
@@ -70,12 +71,22 @@ class PluginAPI:
 
 @dataclass(frozen=True)
 class PluginContext:
-    """The ``watcher`` argument plugins receive: the seed's ``.config`` plus ``.logger`` and ``.api``."""
+    """The ``watcher`` argument plugins receive: the seed's ``.config`` plus ``.logger``, ``.api`` and
+    ``.record``."""
 
     name: str
     config: Settings
     logger: logging.Logger
     api: Optional[PluginAPI]
+    recorder: Optional[EventRecorder] = None  # None: record_events is off
+
+    def record(self, obj: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
+        """Post a Kubernetes Event (``type_`` Normal or Warning) on ``obj``, e.g. ``watcher.record(route,
+        "Normal", "DNSRecordCreated", "A shop.apps.example.com -> 10.0.0.1")``. Returns at once: the
+        Event is posted in the background, aggregated and rate-limited (``watcher.recorder``); a
+        failure to post never reaches the plugin. The message must not hold a secret."""
+        if self.recorder is not None:
+            self.recorder.record(obj, type_, reason, message)
 
 
 @dataclass(frozen=True)
@@ -217,13 +228,19 @@ def load(settings: Settings) -> list[Plugin]:
     return plugins
 
 
-def start(plugins: Sequence[Plugin], settings: Settings, api: Optional[PluginAPI]) -> list[PluginContext]:
+def start(
+    plugins: Sequence[Plugin],
+    settings: Settings,
+    api: Optional[PluginAPI],
+    recorder: Optional[EventRecorder] = None,
+) -> list[PluginContext]:
     """Give each plugin its context and run its ``init``; a refusal is a clean startup error (and the
     plugins already started are closed)."""
     contexts = []
     started: list[Plugin] = []
     for plugin in plugins:
-        context = PluginContext(plugin.name, settings, logging.getLogger(f"plugins.{plugin.name}"), api)
+        logger_ = logging.getLogger(f"plugins.{plugin.name}")
+        context = PluginContext(plugin.name, settings, logger_, api, recorder)
         init = getattr(plugin.module, "init", None)
         if init is not None:
             try:
