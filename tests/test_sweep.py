@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (the run fixture is imported by name and then requested as an argument)
 """Plugin sweeps: when they run, where, alone, retried, logged and counted (watcher.reconciler)."""
 
 from __future__ import annotations
@@ -12,7 +13,12 @@ from typing import Any, Callable, Optional
 import pytest
 
 from tests.harness import route, running_watcher, wait_until
-from tests.test_reconciler import Running, changed, obj
+from tests.test_reconciler import (
+    Running,
+    changed,
+    obj,
+    run,  # noqa: F401  (the fixture)
+)
 from watcher import dispatch, errors
 from watcher.localapi import LocalAPI
 
@@ -29,26 +35,13 @@ def sweeping_plugin(
     return dispatch.Plugin(name, module, "test", {}, dispatch.WorkSettings(**work))  # type: ignore[arg-type]
 
 
-@pytest.fixture
-def started() -> Any:
-    running: list[Running] = []
-
-    def start(*plugins: dispatch.Plugin) -> Running:
-        running.append(Running(list(plugins)))
-        return running[-1]
-
-    yield start
-    for r in running:
-        r.reconciler.stop(2.0)
-
-
 def sweep_changes(r: Running, plugin: str, action: str) -> float:
     labels = {"plugin": plugin, "action": action}
     return r.metrics.registry.get_sample_value("event_watcher_sweep_changes_total", labels) or 0.0
 
 
 def test_the_sweep_comes_after_the_initial_list_in_a_worker_and_is_logged_and_counted(
-    started: Any, caplog: pytest.LogCaptureFixture
+    run: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     handled: list[str] = []
     swept: list[tuple[str, list[str], list[str]]] = []
@@ -63,7 +56,7 @@ def test_the_sweep_comes_after_the_initial_list_in_a_worker_and_is_logged_and_co
         )
         return {"found": 7, "deleted": 2, "created": 1, "kept": 0}
 
-    r = started(sweeping_plugin("sw", sweep, handle))
+    r = run(sweeping_plugin("sw", sweep, handle))
     cache = [obj(f"o{i}", i) for i in range(5)]
     listed = threading.Event()
     caplog.set_level(logging.INFO)
@@ -91,9 +84,9 @@ def test_the_sweep_comes_after_the_initial_list_in_a_worker_and_is_logged_and_co
     assert len(swept) == 1  # sweep_period (600 s) has not come round again
 
 
-def test_sweeps_repeat_every_period_and_again_after_a_new_list(started: Any) -> None:
+def test_sweeps_repeat_every_period_and_again_after_a_new_list(run: Any) -> None:
     count = []
-    r = started(sweeping_plugin("sw", lambda w, o, c: count.append(1), sweep_period=0.3))
+    r = run(sweeping_plugin("sw", lambda w, o, c: count.append(1), sweep_period=0.3))
     listed = threading.Event()
     listed.set()
     r.reconciler.sweep_over(list, listed)
@@ -107,11 +100,11 @@ def test_sweeps_repeat_every_period_and_again_after_a_new_list(started: Any) -> 
     wait_until(lambda: len(count) > stopped, what="a sweep after the new list")
 
 
-def test_sweep_period_zero_disables_it(started: Any) -> None:
+def test_sweep_period_zero_disables_it(run: Any) -> None:
     count = []
     p = sweeping_plugin("sw", lambda w, o, c: count.append(1), sweep_period=0)
     assert p.sweep is None
-    r = started(p)
+    r = run(p)
     listed = threading.Event()
     listed.set()
     r.reconciler.sweep_over(list, listed)
@@ -119,7 +112,7 @@ def test_sweep_period_zero_disables_it(started: Any) -> None:
     assert count == []
 
 
-def test_a_sweep_never_runs_beside_the_plugins_calls_with_several_workers(started: Any) -> None:
+def test_a_sweep_never_runs_beside_the_plugins_calls_with_several_workers(run: Any) -> None:
     lock = threading.Lock()
     active = [0]
     seen_beside: list[int] = []
@@ -140,7 +133,7 @@ def test_a_sweep_never_runs_beside_the_plugins_calls_with_several_workers(starte
             seen_beside.append(active[0])
         sweeps.append(1)
 
-    r = started(sweeping_plugin("sw", sweep, handle, workers=4, sweep_period=0.1))
+    r = run(sweeping_plugin("sw", sweep, handle, workers=4, sweep_period=0.1))
     listed = threading.Event()
     listed.set()
     r.reconciler.sweep_over(list, listed)
@@ -155,7 +148,7 @@ def test_a_sweep_never_runs_beside_the_plugins_calls_with_several_workers(starte
 
 
 def test_a_failed_sweep_is_retried_with_backoff_and_counted(
-    started: Any, caplog: pytest.LogCaptureFixture
+    run: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     attempts = []
 
@@ -167,7 +160,7 @@ def test_a_failed_sweep_is_retried_with_backoff_and_counted(
             )
         return {"found": 0}
 
-    r = started(sweeping_plugin("sw", sweep))
+    r = run(sweeping_plugin("sw", sweep))
     listed = threading.Event()
     listed.set()
     r.reconciler.sweep_over(list, listed)
@@ -182,9 +175,9 @@ def test_a_failed_sweep_is_retried_with_backoff_and_counted(
     assert messages[1].startswith("Plugin sw failed on its sweep of 0 objects, attempt 2: OSError: boom")
 
 
-def test_no_sweep_while_this_replica_may_not_act(started: Any) -> None:
+def test_no_sweep_while_this_replica_may_not_act(run: Any) -> None:
     count = []
-    r = started(sweeping_plugin("sw", lambda w, o, c: count.append(1)))
+    r = run(sweeping_plugin("sw", lambda w, o, c: count.append(1)))
     allowed = threading.Event()
     r.reconciler.guard(allowed.is_set, lambda: None)
     listed = threading.Event()
