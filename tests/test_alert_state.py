@@ -9,7 +9,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from plugins.alert import alerts, memory
+import pytest
+
+from plugins.alert import alerts, engine, memory, rules, settings, sinks
 from tests.certs_support import plugin_watcher
 from tests.harness import running_watcher, wait_until
 from tests.servers.alertmanager import Alertmanager, alertmanager  # noqa: F401
@@ -150,3 +152,25 @@ def _stored(local_api: Any) -> dict[str, list[str]]:
                 for sink, records in sinks.items()
             }
     return {}
+
+
+def test_a_resolution_that_failed_is_sent_when_the_deletion_is_retried(webhook: WebhookReceiver) -> None:
+    now = [1000.0]
+    clock = lambda: now[0]  # noqa: E731 - a fake monotonic clock the test moves past the cool-down
+    options = settings.load({"webhook_url": webhook.url, "retries": "0"})
+    rule_set = rules.load_file(options.rules_file, kind="Event")
+    state = engine.AlertEngine(rule_set, sinks.build(options, clock=clock), lambda event: "", clock=clock)
+    try:
+        event = k8s_event("web-1")
+        state.handle({"type": "ADDED", "object": event})
+        webhook.status = 503
+        with pytest.raises(engine.SendFailed):
+            state.handle({"type": "DELETED", "object": event})
+        webhook.status = 200
+        now[0] += sinks.COOLDOWN_INITIAL + 1
+        result = state.handle({"type": "DELETED", "object": event})  # the work queue's retry
+        assert result is not None and "(resolved)" in result[0]
+        assert [r.body["status"] for r in webhook.requests] == ["firing", "resolved", "resolved"]
+        assert webhook.status == 200 and webhook.requests[-1].body["alerts"][0]["labels"]["name"] == "web-1"
+    finally:
+        state.close()

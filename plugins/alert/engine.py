@@ -96,13 +96,10 @@ class AlertEngine:
                 if not batch:
                     continue
                 self.changes += 1
-                failures = len(failed)
-                self._send(sink, batch, ["resolved: its object is gone"] * len(batch), now, done, failed)
-                if len(failed) == failures:
+                if self._send(sink, batch, ["resolved: its object is gone"] * len(batch), now, done, failed):
                     resolved += len(batch)
-                else:  # the resolutions go out at the next try
-                    sink.tracker = alerts.Tracker(sink.tracker.repeat_interval)
-                    sink.tracker.restore(before, now, wall)
+                else:
+                    _put_back(sink, before, now, wall)
             if done:
                 logger.info("%s.", "; ".join(done))
             if failed:
@@ -134,7 +131,9 @@ class AlertEngine:
         for sink in self.sinks:
             batch: list[alerts.Alert] = []
             reasons: list[str] = []
+            before: Optional[list[dict[str, Any]]] = None
             if sink.tracker.knows(source) and (event_type == "DELETED" or stale):
+                before = sink.tracker.export(now, wall)
                 for alert in sink.tracker.release(source, wall, stale):
                     batch.append(alert)
                     reasons.append("resolved")
@@ -153,8 +152,8 @@ class AlertEngine:
                     continue
                 batch.append(decision[0])
                 reasons.append(decision[1])
-            if batch:
-                self._send(sink, batch, reasons, now, done, failed)
+            if batch and not self._send(sink, batch, reasons, now, done, failed) and before is not None:
+                _put_back(sink, before, now, wall)
         if failed:
             if done:  # said now: the result is lost when the event fails
                 logger.info("%s.", "; ".join(done))
@@ -188,17 +187,26 @@ class AlertEngine:
         now: float,
         done: list[str],
         failed: list[str],
-    ) -> None:
+    ) -> bool:
+        """Send ``batch``; what happened goes to ``done`` or ``failed``. True when the sink took it."""
         described = [f"alert {_describe(alert)} ({reason})" for alert, reason in zip(batch, reasons)]
         try:
             sink.send(batch)
         except sinks.SinkError as error:
             self.failures += 1
             failed.append(f"Could not send {', '.join(described)} to {sink}: {error}.")
-            return
+            return False
         for alert in batch:
             sink.tracker.sent(alert, now)
         done.append(f"Sent {', '.join(described)} to {sink}")
+        return True
+
+
+def _put_back(sink: sinks.Sink, before: list[dict[str, Any]], now: float, wall: dt.datetime) -> None:
+    """A resolution that did not get through: the sink's tracker as it was before, so that the retry
+    of the event (or the next sweep) still knows what to resolve."""
+    sink.tracker = alerts.Tracker(sink.tracker.repeat_interval)
+    sink.tracker.restore(before, now, wall)
 
 
 def _describe(alert: alerts.Alert) -> str:
