@@ -70,7 +70,11 @@ def test_the_sweep_comes_after_the_initial_list_in_a_worker_and_is_logged_and_co
     assert thread == "sw-0"  # the plugin's own worker, not the informer or the scheduler
     assert names == [f"o{i}" for i in range(5)]
     assert before == names  # every object of the list was handled first
-    line = next(rec.getMessage() for rec in caplog.records if "swept" in rec.getMessage())
+    # the line comes once the sweep has returned, just after it recorded itself
+    line = wait_until(
+        lambda: next((rec.getMessage() for rec in caplog.records if "swept" in rec.getMessage()), None),
+        what="the sweep's line",
+    )
     assert line.startswith("Plugin sw swept 5 objects in ")
     assert line.endswith(": found 7, created 1, deleted 2.")
     assert sweep_changes(r, "sw", "deleted") == 2 and sweep_changes(r, "sw", "created") == 1
@@ -215,7 +219,10 @@ def test_the_real_daemon_sweeps_its_cache_after_listing(
         wait_until(lambda: sweeper.sweeps, what="the sweep")
         thread, names, handled_before = sweeper.sweeps[0]
         assert thread.startswith("sweeper-") and names == ["a", "b", "c"] and handled_before == 3
-        assert w.metric("event_watcher_sweep_changes_total", plugin="sweeper", action="deleted") == 1
+        wait_until(  # counted once the sweep has returned
+            lambda: w.metric("event_watcher_sweep_changes_total", plugin="sweeper", action="deleted") == 1,
+            what="the sweep's changes counted",
+        )
     assert any(
         rec.getMessage().startswith("Plugin sweeper swept 3 objects in ")
         and rec.getMessage().endswith(": found 3, deleted 1.")
