@@ -79,6 +79,15 @@ def test_reconcile_reports_the_three_situations() -> None:
     assert figures["burst_calls"] <= 50
 
 
+def test_converge_reports_no_repeated_webhook_message_across_a_restart_and_the_resolutions() -> None:
+    out = run_bench("converge.py", "--events", "4", "--restarts", "1", "--converge", "5")
+    keys = ["repeats_state", "repeats_memory", "resolved_state", "resolved_memory", "converge_s"]
+    figures = summary(out, [*keys, "alertmanager_exact_state"])
+    assert figures["repeats_state"] == 0 and figures["repeats_memory"] > 0  # the baseline repeats
+    assert figures["resolved_state"] == 1 and figures["resolved_memory"] == 0
+    assert 0 < figures["converge_s"] < 5 and figures["alertmanager_exact_state"] == 1
+
+
 def test_cache_memory_reports_bytes_per_object_for_list_and_watch() -> None:
     out = run_bench("cache_memory.py", "--routes", "500")
     figures = summary(out, ["bytes_per_object", "json_bytes_per_object", "ratio", "peak_mb"])

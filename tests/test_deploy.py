@@ -43,13 +43,21 @@ LEASES = {
     ("coordination.k8s.io", "leases", "get", "event-watcher"),
     ("coordination.k8s.io", "leases", "update", "event-watcher"),
 }
+EVENTS = {("", "events", verb, "*") for verb in ("get", "list", "watch")}
+ALERT_STATE = {
+    ("", "configmaps", "create", "*"),
+    ("", "configmaps", "get", "event-watcher-alert-state"),
+    ("", "configmaps", "update", "event-watcher-alert-state"),
+}
 # What each kustomization may do, exactly: anything more is a least-privilege failure.
 EXPECTED_GRANTS = {
     "base": WATCH,
     "openshift": WATCH,
     "overlays/certs": WATCH | CERTS,
     "overlays/leader-election": WATCH | LEASES,
+    "overlays/alert": EVENTS | ALERT_STATE,
 }
+GROUPS = {"routes": "route.openshift.io", "events": ""}  # of the resources an overlay watches
 
 
 def kustomizations() -> list[str]:
@@ -251,11 +259,18 @@ def test_config_loads_as_the_pod_will_see_it(
     assert settings.endpoint == "https://172.30.0.1:443"
     assert settings.metrics_port == 8080, "the probes and the Service expect the watcher on 8080"
     # The Role lets the watcher read exactly the resource it is configured to watch.
-    assert ("route.openshift.io", settings.resource, "watch", "*") in grants(docs)
+    assert (GROUPS[settings.resource], settings.resource, "watch", "*") in grants(docs)
     for plugin in settings.plugins:
         assert (ROOT / "plugins" / plugin / "__init__.py").is_file(), f"no built-in plugin {plugin!r}"
     if "certs" in settings.plugins:
         assert grants(docs) >= CERTS
+    if "alert" in settings.plugins:
+        from plugins.alert import settings as alert_settings
+
+        # The credential files exist only in the pod; everything else parses here.
+        section = {k: v for k, v in settings.plugin_config("alert").items() if not k.endswith("_file")}
+        state = alert_settings.load(section).state_configmap
+        assert {("", "configmaps", verb, state) for verb in ("get", "update")} <= grants(docs)
     replicas = one(docs, "Deployment")["spec"]["replicas"]
     strategy = one(docs, "Deployment")["spec"]["strategy"]["type"]
     if settings.leader_election:

@@ -48,9 +48,13 @@ def make_issuer(
     )
 
 
-def request(issuer: ipa.IPAIssuer, host: str = HOST):
+def request(issuer: ipa.IPAIssuer, host: str = HOST, route: tuple[str, str] = ("demo", "web")):
     key = certificates.generate_key("rsa")
-    return issuer.issue(host, certificates.build_csr(key, host)), key
+    return issuer.issue(host, certificates.build_csr(key, host), route), key
+
+
+def claim(name: str = "web", owner: str = "event-watcher") -> str:
+    return f"heritage=event-watcher,event-watcher/owner={owner},event-watcher/resource=route/demo/{name}"
 
 
 def assert_no_secrets(caplog: pytest.LogCaptureFixture, *secrets: str) -> None:
@@ -64,7 +68,9 @@ def test_issue_adds_the_host_with_force_and_returns_a_verified_chain(freeipa, ca
     signed, key = request(issuer)
     assert freeipa.methods() == ["host_add", "cert_request"]
     _, args, options = freeipa.calls[0]
-    assert args == [HOST] and options == {"force": True}  # the name does not resolve
+    # the name does not resolve: force; the description claims the host for this owner and route
+    assert args == [HOST] and options == {"force": True, "description": claim(), "version": "2.230"}
+    assert freeipa.hosts[HOST]["description"] == [claim()]
     _, args, options = freeipa.calls[1]
     assert options["principal"] == f"host/{HOST}@EXAMPLE.TEST"
     assert x509.load_pem_x509_csr(args[0].encode()).subject.rfc4514_string() == f"CN={HOST}"
@@ -82,9 +88,9 @@ def test_an_existing_host_is_fine_and_a_resolving_name_is_added_without_force(fr
     issuer = make_issuer(freeipa, resolvable=frozenset({HOST}))
     freeipa.resolvable.add(HOST)
     request(issuer)
-    assert freeipa.calls[0][2] == {}  # no force: FreeIPA checks the name itself
-    request(issuer)  # the second time host_add answers DuplicateEntry 4002
-    assert freeipa.methods() == ["host_add", "cert_request", "host_add", "cert_request"]
+    assert "force" not in freeipa.calls[0][2]  # FreeIPA checks the name itself
+    request(issuer)  # the second time host_add answers DuplicateEntry 4002: host_show says it is ours
+    assert freeipa.methods() == ["host_add", "cert_request", "host_add", "host_show", "cert_request"]
     assert len(freeipa.certificates) == 2
 
 
@@ -148,10 +154,10 @@ def test_deleted_route_removes_the_host_which_revokes_its_certificates(freeipa) 
         f"Removed host {HOST} of deleted route demo/web from FreeIPA (which revokes its certificates)."
     )
     assert HOST not in freeipa.hosts
-    assert freeipa.certificates[signed.leaf.serial_number].revoked is not None
+    assert freeipa.certificates[signed.leaf.serial_number].revoked == 4  # superseded, as host_del does
     # a second DELETED (at-least-once delivery after a restart): NotFound 4001 is fine
     assert "already gone" in (issuer.deleted(gone, revoke=False) or "")
-    assert freeipa.calls[-1][:2] == ("host_del", [HOST])
+    assert freeipa.calls[-1][:2] == ("host_show", [HOST])
 
 
 def test_keep_the_host_but_revoke_when_asked(freeipa) -> None:  # noqa: F811
@@ -162,7 +168,11 @@ def test_keep_the_host_but_revoke_when_asked(freeipa) -> None:  # noqa: F811
     assert "Revoked certificate" in (issuer.deleted(gone, revoke=True) or "")
     assert HOST in freeipa.hosts
     assert freeipa.certificates[signed.leaf.serial_number].revoked == 5
-    assert freeipa.calls[-1] == ("cert_revoke", [signed.leaf.serial_number], {"revocation_reason": 5})
+    assert freeipa.calls[-1] == (
+        "cert_revoke",
+        [signed.leaf.serial_number],
+        {"revocation_reason": 5, "version": "2.230"},
+    )
 
 
 def test_settings_problems_are_reported_together() -> None:
@@ -245,7 +255,7 @@ def test_a_failing_route_waits_for_the_cooldown_and_does_not_hold_up_others(
     tmp_path,
 ) -> None:
     config = ipa_config(freeipa, failure_cooldown="1h", issue_attempts="3")
-    # "localhost" resolves here, so host_add goes without force, and FreeIPA's DNS does not know it: 4019
+    # "localhost" is not a fully qualified name: FreeIPA's own ValidationError, which a retry repeats
     stuck = local_api.create("routes", route("stuck", NS, "localhost", annotations=OPT_IN))
     other = local_api.create("routes", route("other", NS, "other.apps.example.test", annotations=OPT_IN))
     with plugin_watcher(local_api, tmp_path, NS) as watcher:
@@ -258,12 +268,13 @@ def test_a_failing_route_waits_for_the_cooldown_and_does_not_hold_up_others(
             with pytest.raises(TemporaryError) as raised:
                 handle("ADDED", stuck)
             message = str(raised.value)
-            assert "FreeIPA host_add failed: DNSNotARecordError (4019)" in message
+            assert (
+                "FreeIPA host_add failed: ValidationError (3009): "
+                "invalid 'hostname': invalid domain-name: not fully qualified"
+            ) in message
             assert "Not retried before" in message
             assert raised.value.delay is not None and 3590 < raised.value.delay <= 3600  # the 1 h cooldown
-            assert freeipa.calls == [
-                ("host_add", ["localhost"], {})
-            ]  # not retried: FreeIPA would say the same
+            assert freeipa.methods() == ["host_add"]  # not retried: FreeIPA would say the same
             # a resync inside the cooldown does not call FreeIPA again
             with pytest.raises(TemporaryError, match="waiting until"):
                 handle("MODIFIED", stuck)
@@ -293,7 +304,8 @@ def test_ipa_end_to_end(local_api, freeipa, tmp_path, caplog) -> None:  # noqa: 
         leaf, chain, key = route_certificate(web)
         assert verify_chain(leaf, chain, freeipa.ca.cert, HOST)[-1] == freeipa.ca.cert
         assert certificates.key_matches(leaf, key)
-        assert freeipa.methods() == ["host_add", "cert_request"]
+        wait_until(lambda: "host_find" in freeipa.methods(), what="the sweep after the initial list")
+        assert [m for m in freeipa.methods() if m != "host_find"] == ["host_add", "cert_request"]
         # the ini file holds ipa_password: a startup warning when others can read it (umask decides)
         readable = bool(os.stat(w.settings.config_file).st_mode & 0o004)
         warned = [
@@ -305,7 +317,12 @@ def test_ipa_end_to_end(local_api, freeipa, tmp_path, caplog) -> None:  # noqa: 
         wait_until(lambda: HOST not in freeipa.hosts, what="host_del")
         assert freeipa.certificates[leaf.serial_number].revoked is not None
         assert w.errors == 0
-    assert freeipa.methods() == ["host_add", "cert_request", "host_del"]
+    assert [m for m in freeipa.methods() if m != "host_find"] == [
+        "host_add",
+        "cert_request",
+        "host_show",
+        "host_del",
+    ]
     assert len(freeipa.logins) == 2  # the expired session was renewed for host_del
     text = log_text(caplog.records)
     assert "Removed host web.apps.example.test of deleted route demo/web from FreeIPA" in text

@@ -81,6 +81,7 @@ class App:
                 resync_period=s.resync_period,
                 tuning=self.tuning,
             )
+            self.reconciler.sweep_over(self.informer.objects, self.informer.ready)
             self.runner = leader.Runner.for_settings(
                 s, self.client, self.informer, self.reconciler, self.stop_event, self.probes, self.metrics
             )

@@ -1,8 +1,9 @@
 """The plugins: find them by name, check their contract at load time, start and close them.
 
 A plugin is a directory with ``__init__.py`` defining ``handle_event(watcher, event, config)``; it may
-define ``init(watcher, config)`` and ``close()``, and ``WORKERS``, how many objects it can handle at
-once unless its section says ``workers``. Plugins are searched in ``plugin_path``, then in the
+define ``init(watcher, config)``, ``close()``, ``sweep(watcher, objects, config)`` (repair what it owns
+outside against the current objects; see ``watcher.reconciler``), and ``WORKERS``, how many objects it
+can handle at once unless its section says ``workers``. Plugins are searched in ``plugin_path``, then in the
 built-in ``plugins/``, then among installed distributions' ``event_watcher.plugins`` entry points.
 Calling them is the reconciler's job (``watcher.reconciler``): a work queue per plugin.
 """
@@ -97,6 +98,9 @@ class WorkSettings:
     workers: int = 1  # objects handled at once; a plugin's WORKERS changes this default
     retry_max: float = 300.0  # the longest wait between two retries of a failing object
     stuck_after: float = 600.0  # a call running longer than this fails /healthz
+    # A plugin's sweep runs after the initial list and then this often: leftovers of a downtime are
+    # repaired at start, drift within ten minutes, and listing a whole zone or CA stays rare. 0: never.
+    sweep_period: float = 600.0
 
 
 # (key, parser) of the settings in WorkSettings, as a [plugin_<name>] section spells them.
@@ -104,6 +108,7 @@ WORK_KEYS: tuple[tuple[str, Callable[[str, str], Any]], ...] = (
     ("workers", configvalues.positive_int),
     ("retry_max", configvalues.duration),
     ("stuck_after", configvalues.duration),
+    ("sweep_period", configvalues.duration),
 )
 
 
@@ -115,9 +120,11 @@ class Plugin:
     config: Mapping[str, str]  # its section, without the WORK_KEYS
     work: WorkSettings = WorkSettings()
     handle: Callable[..., Any] = field(init=False)
+    sweep: Optional[Callable[..., Any]] = field(init=False)  # None: it has none, or sweep_period is 0
 
     def __post_init__(self) -> None:
         self.handle = self.module.handle_event
+        self.sweep = getattr(self.module, "sweep", None) if self.work.sweep_period > 0 else None
 
 
 def work_settings(name: str, module: ModuleType, section: Mapping[str, str]) -> WorkSettings:
@@ -203,7 +210,7 @@ def _check_contract(name: str, module: ModuleType, origin: str) -> None:
             f"plugin {name!r} ({origin}): handle_event{inspect.signature(handle)} cannot be called as "
             "handle_event(watcher, event, config)"
         ) from None
-    for optional, args in (("init", 2), ("close", 0)):
+    for optional, args in (("init", 2), ("close", 0), ("sweep", 3)):
         hook = getattr(module, optional, None)
         if hook is None:
             continue

@@ -202,6 +202,13 @@ class Informer:
                 stop.wait(delay)
         self.ready.clear()
 
+    def objects(self) -> list[dict[str, Any]]:
+        """Every cached object, parsed: what a plugin's sweep compares the outside world with. The
+        entries are copied under the lock and parsed outside it, so the watch waits for a copy only."""
+        with self._lock:
+            entries = [data for _, data in self.cache.values()]
+        return [cached_object(data) for data in entries]
+
     def interrupt(self) -> None:
         """Abort the current WATCH from another thread (signal handler, lost lease)."""
         response = self._response

@@ -115,6 +115,16 @@ class PluginMetrics:
     def __init__(self) -> None:
         self.workers: list[WorkerMetrics] = []
         self.queue: Optional[Callable[[], QueueStats]] = None  # set by the plugin's work queue
+        # What the plugin's sweeps changed, by action (created, deleted, ...). Written by the worker
+        # running the sweep; a plugin's sweeps never run at the same time.
+        self.sweep_changes: dict[str, LocalCounter] = {}
+
+    def swept(self, changes: dict[str, int]) -> None:
+        for action, count in changes.items():
+            counter = self.sweep_changes.get(action)
+            if counter is None:
+                counter = self.sweep_changes[action] = LocalCounter()
+            counter.inc(count)
 
     def worker(self) -> WorkerMetrics:
         """The numbers of a new worker thread, which alone writes them."""
@@ -227,7 +237,14 @@ class _HotPathCollector(Collector):
         busy = GaugeMetricFamily(
             "event_watcher_workers_busy", "A plugin's workers inside handle_event now.", labels=["plugin"]
         )
+        sweep_changes = CounterMetricFamily(
+            "event_watcher_sweep_changes",
+            "What a plugin's sweeps changed outside (leftovers removed, missing entries made), by action.",
+            labels=["plugin", "action"],
+        )
         for name, plugin in list(m._plugins.items()):
+            for action, counter in list(plugin.sweep_changes.items()):
+                sweep_changes.add_metric([name, action], counter.get())
             handled.add_metric([name], plugin.total("handled"))
             failed.add_metric([name], plugin.total("failed"))
             retries.add_metric([name], plugin.total("retries"))
@@ -237,7 +254,7 @@ class _HotPathCollector(Collector):
                 depth.add_metric([name], stats.depth)
                 oldest.add_metric([name], stats.oldest)
                 busy.add_metric([name], stats.busy)
-        yield from (handled, failed, retries, duration, depth, oldest, busy)
+        yield from (handled, failed, retries, duration, depth, oldest, busy, sweep_changes)
         yield GaugeMetricFamily(
             "event_watcher_last_event_timestamp_seconds",
             "Unix time of the last watch event.",

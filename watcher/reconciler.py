@@ -17,6 +17,14 @@ rely on, and what the README's plugin section promises:
   the object changes. Every failed attempt is one ERROR line and counts in ``events_failed_total``.
 * **Objects in parallel**, up to ``workers`` of them (the plugin's ``WORKERS``, else 1): a plugin with
   more than one worker is called from several threads at once, for different objects.
+* **Sweeps.** A plugin with ``sweep(watcher, objects, config)`` is handed every cached object once the
+  initial list of a watch has gone through its queue, and then every ``sweep_period``, to compare what
+  it owns outside with what the objects ask for. The sweep is work in the plugin's own queue, under a
+  key no object can have: it runs in one of the plugin's workers, never beside another of its sweeps
+  and never beside its ``handle_event`` (so nothing the plugin is doing for an object races with it),
+  waits while this replica does not lead, and a failure is retried with backoff like any work. It
+  returns what it found and changed (``{"found": 12, "deleted": 2}``): one INFO line, and the changes
+  count in ``event_watcher_sweep_changes_total{plugin,action}``.
 
 A plugin's slowness or failures delay only its own queue. Memory stays flat: a queue holds at most one
 pending item per object, and the item is the informer's bytes, parsed by the worker that handles it
@@ -29,7 +37,7 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Callable, NamedTuple, Optional
 
 from watcher.dispatch import Plugin, PluginContext, identity, log_result
@@ -116,6 +124,46 @@ _RETRY = object()
 _DONE, _RETRIED, _GIVEN_BACK = object(), object(), object()
 BATCH = 64  # keys a lone worker takes per turn of its queue's lock
 
+# The sweep's place in a plugin's queue: an object's key is namespace/name, and names hold no NUL.
+SWEEP_KEY = "\x00sweep"
+SWEEP_CHANGE = ("SWEEP", new_item(("\x00sweep", b"", None)))  # merges with itself: one sweep waits at most
+SCHEDULE_TICK = 0.25  # how often the sweep scheduler looks at the informer's readiness and the clock
+
+Objects = Callable[[], list[dict[str, Any]]]
+
+
+class _Gate:
+    """Calls of a plugin with several workers share the gate; its sweep has it alone."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._calls = 0
+        self._sweeping = False
+
+    def enter(self) -> None:
+        with self._cond:
+            while self._sweeping:
+                self._cond.wait()
+            self._calls += 1
+
+    def leave(self) -> None:
+        with self._cond:
+            self._calls -= 1
+            if not self._calls:
+                self._cond.notify_all()
+
+    def close(self) -> None:
+        """Wait until no call runs, and let none start until ``open``."""
+        with self._cond:
+            self._sweeping = True
+            while self._calls:
+                self._cond.wait()
+
+    def open(self) -> None:
+        with self._cond:
+            self._sweeping = False
+            self._cond.notify_all()
+
 
 class PluginWorkers:
     """One plugin: its queue, its worker threads, and what they are doing (for /healthz, /metrics)."""
@@ -132,6 +180,8 @@ class PluginWorkers:
         self.queue.pause()  # until the run loop says this replica may act (leader.Runner)
         self._permit = permit
         self._stopping = False
+        self.objects: Objects = list  # the informer's cached objects, for sweeps (Reconciler.sweep_over)
+        self._gate = _Gate() if plugin.work.workers > 1 and plugin.sweep is not None else None
         # Per worker: (since when, event type, key) of the call in its hands, or None.
         self.busy: list[Optional[tuple[float, str, str]]] = [None] * plugin.work.workers
         self._threads = [
@@ -200,6 +250,8 @@ class PluginWorkers:
         """The tombs, then the current state; a failure puts back what is left, from where it failed.
         Returns ``_DONE``, ``_RETRIED`` (put back to retry) or ``_GIVEN_BACK`` (not attempted)."""
         key, failures = taken.key, taken.failures
+        if key == SWEEP_KEY:
+            return self._sweep(slot, counts, taken)
         tombs, current, new, touched = taken.work
         undone = len(tombs)
         for index in range(undone + (current is not None)):
@@ -231,7 +283,9 @@ class PluginWorkers:
         retry it (``_RETRY``: after the usual backoff; a number: after that many seconds)."""
         obj = item.obj if item.obj is not None else cached_object(item.data)
         event = {"type": kind, "object": obj}
-        plugin, context = self.plugin, self.context
+        plugin, context, gate = self.plugin, self.context, self._gate
+        if gate is not None:
+            gate.enter()
         started = time.monotonic()
         self.busy[slot] = (started, kind, key)
         try:
@@ -239,21 +293,85 @@ class PluginWorkers:
         except Exception as e:
             counts.duration.observe(time.monotonic() - started)
             counts.failed.inc()
-            return self._failed(e, kind, obj, failures + 1)
+            return self._failed(e, f"{kind} {identity(obj)}", failures + 1)
         finally:
             self.busy[slot] = None
+            if gate is not None:
+                gate.leave()
         counts.succeeded(time.monotonic() - started)
         if result is not None:
             log_result(context.logger, plugin.name, result)
         return None
 
-    def _failed(self, e: Exception, kind: str, obj: Any, attempt: int) -> Any:
+    def _sweep(self, slot: int, counts: WorkerMetrics, taken: Taken[str, Pending]) -> object:
+        """The plugin's sweep over the objects as cached now, with none of its calls beside it."""
+        sweep = self.plugin.sweep
+        if sweep is None:  # cannot happen: only a plugin with a sweep is handed one
+            return _DONE
+        if self._stopping or not self._permit():
+            self.queue.give_back(taken.key, taken.work)
+            return _GIVEN_BACK
+        gate = self._gate
+        if gate is not None:
+            gate.close()
+        try:
+            # Read once nothing else of the plugin runs: what it did for an object before is in the
+            # cache it compares with, and what it does next comes after the sweep.
+            objects = self.objects()
+            started = time.monotonic()
+            self.busy[slot] = (started, "its sweep of", f"{len(objects)} objects")
+            try:
+                result = sweep(self.context, objects, self.plugin.config)
+            except Exception as e:
+                counts.failed.inc()
+                outcome = self._failed(
+                    e, f"its sweep of {len(objects)} objects", taken.failures + 1, "until the next sweep"
+                )
+                if outcome is None:  # PermanentError: the next period's sweep tries again
+                    return _DONE
+                counts.retries.inc()
+                self.queue.retry(taken.key, taken.work, None if outcome is _RETRY else outcome)
+                return _RETRIED
+            finally:
+                self.busy[slot] = None
+        finally:
+            if gate is not None:
+                gate.open()
+        self._swept(result, len(objects), time.monotonic() - started)
+        return _DONE
+
+    def _swept(self, result: Any, objects: int, seconds: float) -> None:
+        """The sweep's one INFO line, and its changes counted by action."""
+        log, name = self.context.logger, self.plugin.name
+        if result is None:
+            log.debug("Plugin %s swept %d objects in %.1f s.", name, objects, seconds)
+            return
+        counted = (
+            {str(k): v for k, v in result.items() if isinstance(v, int) and not isinstance(v, bool)}
+            if isinstance(result, Mapping)
+            else {}
+        )
+        if not counted:
+            log.warning(
+                "Plugin %s's sweep returned %r, not a mapping of counts or None.", name, type(result).__name__
+            )
+            return
+        found = counted.pop("found", None)
+        changes = {action: count for action, count in counted.items() if count}
+        self.metrics.swept(changes)
+        said = [] if found is None else [f"found {found}"]
+        said += [f"{action} {count}" for action, count in sorted(changes.items())] or ["nothing changed"]
+        log.info("Plugin %s swept %d objects in %.1f s: %s.", name, objects, seconds, ", ".join(said))
+
+    def _failed(
+        self, e: Exception, what: str, attempt: int, permanent: str = "until the object changes"
+    ) -> Any:
         """One ERROR line per failed attempt; the traceback too on an unexpected exception's first."""
-        what = f"Plugin {self.plugin.name} failed on {kind} {identity(obj)}, attempt {attempt}"
+        what = f"Plugin {self.plugin.name} failed on {what}, attempt {attempt}"
         reason = f"{type(e).__name__}: {str(e).rstrip('.')}" if str(e) else type(e).__name__
         log = self.context.logger
         if isinstance(e, PermanentError):
-            log.error("%s: %s; not retried until the object changes.", what, reason)
+            log.error("%s: %s; not retried %s.", what, reason, permanent)
             return None
         if isinstance(e, TemporaryError):
             after = "the usual backoff" if e.delay is None else f"{e.delay:.1f} s"
@@ -274,6 +392,7 @@ class Reconciler:
             for plugin, context in plugins
         ]
         self._queues = [p.queue for p in self.plugins]
+        self._sweeps_stop = threading.Event()
 
     def __call__(self, changes: list[Change], *, resync: bool = False) -> None:
         """Called by the informer with its lock held: no plugin code, no waiting here."""
@@ -293,6 +412,30 @@ class Reconciler:
         """Start the workers; they take work once ``resume`` says this replica may act."""
         for p in self.plugins:
             p.start()
+
+    def sweep_over(self, objects: Objects, listed: threading.Event) -> None:
+        """Sweep the plugins that have a sweep over ``objects`` (the informer's cache): each time
+        ``listed`` becomes set (a watch's initial list is in the queues; the sweep queued behind it
+        comes after it), then every plugin's ``sweep_period``. The scheduler only queues the sweep."""
+        sweepers = [p for p in self.plugins if p.plugin.sweep is not None]
+        for p in sweepers:
+            p.objects = objects
+        if sweepers:
+            threading.Thread(
+                target=self._schedule, args=(sweepers, listed), name="sweep-scheduler", daemon=True
+            ).start()
+
+    def _schedule(self, sweepers: list[PluginWorkers], listed: threading.Event) -> None:
+        due: dict[str, float] = {}
+        while not self._sweeps_stop.wait(SCHEDULE_TICK):
+            if not listed.is_set():
+                due = {}  # a new watch (a new term as leader) lists first, then sweeps again
+                continue
+            now = time.monotonic()
+            for p in sweepers:
+                if now >= due.setdefault(p.plugin.name, now):
+                    p.queue.put([(SWEEP_KEY, SWEEP_CHANGE)])
+                    due[p.plugin.name] = now + p.plugin.work.sweep_period
 
     def guard(self, permit: Callable[[], bool], on_refused: Callable[[], None]) -> None:
         """Check ``permit`` before every call (leader election: still holding the Lease); when it
@@ -327,6 +470,7 @@ class Reconciler:
     def stop(self, grace: float) -> list[str]:
         """Stop handing out work and wait up to ``grace`` for the calls in flight; the plugins whose
         workers are still busy after it (what was still queued is listed again at the next start)."""
+        self._sweeps_stop.set()
         for p in self.plugins:
             p.stop()
         deadline = time.monotonic() + grace

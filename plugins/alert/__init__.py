@@ -9,19 +9,21 @@ from typing import Any, Callable, Optional
 
 from watcher import errors
 
-from . import engine, paths, rules, settings, sinks
+from . import engine, memory, paths, rules, settings, sinks
 
-__all__ = ["close", "handle_event", "init", "state"]
+__all__ = ["close", "handle_event", "init", "state", "sweep"]
 
 logger = logging.getLogger(__name__)
 
 # The running engine, for tests and operators: ``state.failures`` counts sends that failed.
 state: Optional[engine.AlertEngine] = None
+_writer: Optional[memory.Writer] = None
+_store: Optional[memory.ConfigMapState] = None  # read at the first call: this replica leads by then
 
 
 def init(watcher: Any, config: Mapping[str, str]) -> None:
     """Check the keys and the whole rules file now, so that a typo stops the daemon at start-up."""
-    global state
+    global state, _store
     close()
     options = settings.load(config)
     resource = getattr(getattr(watcher, "api", None), "resource", None)
@@ -45,6 +47,7 @@ def init(watcher: Any, config: Mapping[str, str]) -> None:
     generator = _generator_url(watcher, options, resource)
     sink_list = sinks.build(options)
     state = engine.AlertEngine(active, sink_list, generator)
+    _store = _state_store(watcher, options)
     logger.info(
         "Alert plugin ready: %d rules from %s, sending to %s, repeat_interval %g s.",
         len(active),
@@ -59,14 +62,57 @@ def handle_event(
 ) -> Optional[tuple[str, str]]:
     if state is None:
         raise errors.PluginError("the alert plugin's init() has not run")
+    _restore(state)
     return state.handle(event)
 
 
+def sweep(watcher: Any, objects: list[dict[str, Any]], config: Mapping[str, str]) -> dict[str, int]:
+    """Resolve alerts whose objects vanished unseen (Events that expired while the watcher was down)."""
+    if state is None:
+        raise errors.PluginError("the alert plugin's init() has not run")
+    _restore(state)
+    return state.sweep(objects)
+
+
+def _restore(running: engine.AlertEngine) -> None:
+    """Take back what the last run sent, then keep it: at the first call, not in ``init``, so that a
+    leader-election standby reads the state as it was when it took over, not when it started."""
+    global _store, _writer
+    if _store is None:
+        return
+    store, _store = _store, None
+    restored = running.restore(store.load())
+    _writer = memory.Writer(store, running.export, lambda: running.changes)
+    logger.info(
+        "Alert state is kept in ConfigMap %s; %d firing alerts taken back from it.", store.where, restored
+    )
+
+
 def close() -> None:
-    global state
+    global state, _writer, _store
+    _store = None
+    if _writer is not None:
+        _writer.close()
+        _writer = None
     if state is not None:
         state.close()
         state = None
+
+
+def _state_store(watcher: Any, options: settings.AlertSettings) -> Optional[memory.ConfigMapState]:
+    """The ConfigMap to keep the state in, or None (``state_configmap = none``, or no API or namespace)."""
+    if options.state_configmap is None:
+        return None
+    api = getattr(watcher, "api", None)
+    namespace = getattr(getattr(watcher, "config", None), "namespace", None)
+    if api is None or not namespace:
+        logger.warning(
+            "The alert state is kept in memory only (no namespace for ConfigMap %s): after a restart, "
+            "webhooks may get again what they were sent before it.",
+            options.state_configmap,
+        )
+        return None
+    return memory.ConfigMapState(api, str(namespace), options.state_configmap)
 
 
 def _generator_url(

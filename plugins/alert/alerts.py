@@ -245,6 +245,66 @@ class Tracker:
             self._by_source.pop(source, None)
         return resolved
 
+    # --- across restarts (plugins/alert/memory.py keeps these records in a ConfigMap) ----------------
+
+    def export(self, now: float, wall: dt.datetime) -> list[dict[str, Any]]:
+        """Every alert this sink was sent and that still fires: labels, what it said, when it was
+        last sent (wall clock), and the watched objects keeping it up."""
+        records = []
+        for key, entry in self._entries.items():
+            sent = entry.sent
+            if sent is None:
+                continue
+            records.append(
+                {
+                    "labels": dict(key),
+                    "annotations": dict(sent.annotations),
+                    "rule": entry.rule,
+                    "startsAt": timestamp(entry.starts_at),
+                    "generatorURL": sent.generator_url,
+                    "status": sent.status,
+                    "lastSent": timestamp(wall - dt.timedelta(seconds=max(0.0, now - entry.sent_at))),
+                    "sources": dict(entry.sources),
+                }
+            )
+        return records
+
+    def restore(self, records: list[Any], now: float, wall: dt.datetime, *, due: bool = False) -> int:
+        """Take back what ``export`` wrote before a restart; how many alerts were taken. Alerts last sent
+        longer than their lifetime ago have lapsed and are dropped; ``due``: treat each as sent long
+        ago, so that the first match sends it again (Alertmanager: refresh, it de-duplicates)."""
+        taken = 0
+        for record in records:
+            try:
+                key: Labels = tuple(sorted((str(k), str(v)) for k, v in record["labels"].items()))
+                annotations: Labels = tuple(
+                    sorted((str(k), str(v)) for k, v in record["annotations"].items())
+                )
+                starts = parse_timestamp(record["startsAt"])
+                last = parse_timestamp(record["lastSent"])
+                sources = {str(k): (v if isinstance(v, int) else None) for k, v in record["sources"].items()}
+                rule, url = str(record["rule"]), str(record.get("generatorURL") or "")
+            except (KeyError, TypeError, AttributeError):
+                continue
+            if starts is None or last is None or not sources or record.get("status") != "firing":
+                continue
+            age = max(0.0, (wall - last).total_seconds())
+            if age > self.lifetime:
+                continue
+            sent_at = now - (self.lifetime + self.repeat_interval if due else age)
+            ends = last + dt.timedelta(seconds=self.lifetime)
+            entry = _Entry(
+                rule, starts, now - age, sources, Alert(key, annotations, starts, ends, url), sent_at
+            )
+            self._entries[key] = entry
+            for source in sources:
+                self._by_source.setdefault(source, set()).add(key)
+            taken += 1
+        return taken
+
+    def sources(self) -> set[str]:
+        return set(self._by_source)
+
     def _prune(self, now: float) -> None:
         """Forget alerts whose ``endsAt`` has passed; at most once a minute, it walks every entry."""
         if now - self._pruned_at < 60:

@@ -12,6 +12,7 @@ URL from a file, such as a mounted Secret, instead of the config.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +41,7 @@ TOP_KEYS = (
     "webhook_url_file",
     "webhook_format",
     "generator_url",
+    "state_configmap",
 )
 KNOWN_KEYS = frozenset(
     TOP_KEYS + CONNECTION_KEYS + tuple(f"{sink}_{key}" for sink in SINKS for key in CONNECTION_KEYS)
@@ -53,6 +55,9 @@ DEFAULT_RETRIES = (
     2  # after the first attempt: enough for a restart of Alertmanager, not enough to stall the watch
 )
 MAX_RETRIES = 10
+# Where what was sent is kept across restarts: a ConfigMap of this name in the watcher's namespace.
+DEFAULT_STATE_CONFIGMAP = "event-watcher-alert-state"
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
 
 @dataclass(frozen=True)
@@ -81,6 +86,7 @@ class AlertSettings:
     webhook: Optional[Endpoint] = None
     webhook_format: str = "json"
     generator_url: Optional[str] = None  # a template; None: the watched object's API URL
+    state_configmap: Optional[str] = DEFAULT_STATE_CONFIGMAP  # None: "none", kept in memory only
 
 
 def display_url(url: str) -> str:
@@ -128,6 +134,13 @@ def load(config: Mapping[str, str]) -> AlertSettings:
         problems.append(
             f"webhook_format: {config['webhook_format']!r} is not one of {', '.join(WEBHOOK_FORMATS)}"
         )
+    state_configmap: Optional[str] = get("state_configmap") or DEFAULT_STATE_CONFIGMAP
+    if state_configmap == "none":
+        state_configmap = None
+    elif state_configmap is not None and (
+        len(state_configmap) > 253 or not _DNS_SUBDOMAIN.match(state_configmap)
+    ):
+        problems.append(f"state_configmap: {state_configmap!r} is not a valid ConfigMap name (or none)")
     endpoints = {sink: _endpoint(config, sink, problems) for sink in SINKS}
     if not any(endpoints.values()) and not problems:
         problems.append(
@@ -142,6 +155,7 @@ def load(config: Mapping[str, str]) -> AlertSettings:
         webhook=endpoints["webhook"],
         webhook_format=webhook_format,
         generator_url=get("generator_url"),
+        state_configmap=state_configmap,
     )
 
 

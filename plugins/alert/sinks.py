@@ -182,12 +182,17 @@ class Sink:
         poster: Poster,
         encode: Callable[[Sequence[alerts.Alert]], Any],
         tracker: alerts.Tracker,
+        *,
+        deduplicates: bool = False,
     ) -> None:
         self.name = name
         self.poster = poster
         self.encode = encode
         self.tracker = tracker
         self.failures = 0
+        # Alertmanager: sending an alert again only refreshes it there (its own repeat_interval decides
+        # about notifications); a webhook turns every send into a message someone reads.
+        self.deduplicates = deduplicates
 
     def __str__(self) -> str:
         return f"{self.name} at {self.poster.endpoint.display}"
@@ -207,7 +212,8 @@ def build(config: settings.AlertSettings, *, clock: Callable[[], float] = time.m
     sinks = []
     if config.alertmanager is not None:
         poster = Poster(config.alertmanager, clock=clock)
-        sinks.append(Sink("Alertmanager", poster, alertmanager_body, alerts.Tracker(config.repeat_interval)))
+        tracker = alerts.Tracker(config.repeat_interval)
+        sinks.append(Sink("Alertmanager", poster, alertmanager_body, tracker, deduplicates=True))
     if config.webhook is not None:
         encode = slack_body if config.webhook_format == "slack" else json_body
         poster = Poster(config.webhook, clock=clock)

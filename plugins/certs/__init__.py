@@ -17,7 +17,7 @@ from . import issuer as issuers
 from . import settings as cert_settings
 from .controller import Controller
 
-__all__ = ["close", "handle_event", "init"]
+__all__ = ["close", "handle_event", "init", "sweep"]
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +65,14 @@ def handle_event(
         init(watcher, config)
     assert _controller is not None
     return _controller.handle(event)
+
+
+def sweep(watcher: Any, objects: list[dict[str, Any]], config: Mapping[str, str]) -> Optional[dict[str, int]]:
+    """Leftovers at the issuer of routes that are gone (deleted while the watcher was down)."""
+    if _controller is None:
+        init(watcher, config)
+    assert _controller is not None
+    return _controller.sweep(objects)
 
 
 def close() -> None:

@@ -182,7 +182,7 @@ class ACMEIssuer:
 
     # --- issuing -------------------------------------------------------------------------------------
 
-    def issue(self, host: str, csr_pem: bytes) -> Signed:
+    def issue(self, host: str, csr_pem: bytes, route: tuple[str, str] = ("", "")) -> Signed:
         records: list[tuple[rfc2136.Updater, str, str]] = []
         try:
             acme = self._client()

@@ -16,7 +16,7 @@ import datetime
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
@@ -126,7 +126,9 @@ class Controller:
         logger.info("Route %s needs a certificate for %s: %s.", ident, host, decision.reason)
 
         try:
-            signed, key_pem = self._issue(ident, host)
+            signed, key_pem = self._issue(
+                ident, host, (str(meta.get("namespace", "")), str(meta.get("name", "")))
+            )
         except IssuanceError as e:
             return self._failed(fresh, str(e), outage=e.retry)
         self._paused_until = None
@@ -146,7 +148,7 @@ class Controller:
             "INFO",
         )
 
-    def _issue(self, ident: str, host: str) -> tuple[Signed, str]:
+    def _issue(self, ident: str, host: str, route: tuple[str, str]) -> tuple[Signed, str]:
         """A fresh key and CSR, then a few attempts with doubling waits; IssuanceError when all failed."""
         key = certificates.generate_key(self.settings.key_type)
         key_pem = certificates.key_to_pem(key)
@@ -156,7 +158,7 @@ class Controller:
         budget = time.monotonic() + self.settings.issue_timeout.total_seconds()
         for attempt in range(1, attempts + 1):
             try:
-                signed = self.issuer.issue(host, csr)
+                signed = self.issuer.issue(host, csr, route)
                 self._verify(signed, key, host)
                 return signed, key_pem
             except IssuanceError as e:
@@ -233,6 +235,28 @@ class Controller:
             f"Route {routes.identity(route)} asks for a certificate but {reason}; leaving it alone.",
             "WARNING",
         )
+
+    # --- the sweep -----------------------------------------------------------------------------------
+
+    def sweep(self, objects: Sequence[Mapping[str, Any]]) -> Optional[dict[str, int]]:
+        """What the issuer keeps outside the routes (FreeIPA's hosts), against the hosts the opted-in
+        routes ask for now; None for an issuer that keeps nothing (ACME, local: the certificate lives
+        in the route)."""
+        sweep = getattr(self.issuer, "sweep", None)
+        if sweep is None:
+            return None
+        wanted = {
+            routes.host(route).lower()
+            for route in objects
+            if routes.opted_in(route, self.settings) and routes.host(route)
+        }
+        with self._lock:
+            try:
+                counts: dict[str, int] = sweep(wanted, self.settings.revoke_on_delete)
+            except IssuanceError as e:
+                why = f"Could not sweep issuer {self.issuer.name} for leftovers of deleted routes: {e}"
+                raise (TemporaryError(why) if e.retry else PermanentError(why)) from e
+        return counts
 
     # --- DELETED -------------------------------------------------------------------------------------
 

@@ -54,8 +54,9 @@ class Issuer(Protocol):
         """``ipa``, ``acme`` or ``local``: recorded in ``<annotation>.issuer``."""
         ...
 
-    def issue(self, host: str, csr_pem: bytes) -> Signed:
-        """Sign ``csr_pem`` (CN and SAN = ``host``); raise ``IssuanceError`` on failure."""
+    def issue(self, host: str, csr_pem: bytes, route: tuple[str, str] = ("", "")) -> Signed:
+        """Sign ``csr_pem`` (CN and SAN = ``host``) for ``route`` (namespace, name: what an issuer that
+        keeps records names as their owner); raise ``IssuanceError`` on failure."""
         ...
 
     def deleted(self, route: Deleted, revoke: bool) -> Optional[str]:

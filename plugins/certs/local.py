@@ -70,7 +70,7 @@ class LocalIssuer:
             )
         return cls(chain, key, datetime.timedelta(days=days))
 
-    def issue(self, host: str, csr_pem: bytes) -> Signed:
+    def issue(self, host: str, csr_pem: bytes, route: tuple[str, str] = ("", "")) -> Signed:
         try:
             csr = x509.load_pem_x509_csr(csr_pem)
         except ValueError as e:

@@ -45,6 +45,7 @@ ISSUER_KEYS = {
         "ipa_realm",
         "ipa_ca_cert",
         "ipa_delete_host",
+        "owner_id",
     ),
     "acme": (
         "acme_directory",

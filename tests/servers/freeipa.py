@@ -1,20 +1,32 @@
 """A small stand-in for FreeIPA's JSON-RPC endpoint (FreeIPA itself cannot run here).
 
-Built from FreeIPA's documented shapes (doc/api/jsonrpc_usage.md, ipaserver/rpcserver.py,
-ipalib/errors.py, ipaserver/plugins/{host,cert}.py):
+Follows upstream's code where the certs plugin depends on it (freeipa/freeipa: ipaserver/rpcserver.py,
+ipalib/frontend.py, ipalib/errors.py, ipalib/messages.py, ipalib/util.py, ipaserver/plugins/{host,cert,
+baseldap}.py):
 
-- ``POST /ipa/session/login_password``: ``application/x-www-form-urlencoded`` ``user``/``password``
-  with a ``Referer`` of ``https://<host>/ipa...`` (else 400). Success: 200 and the ``ipa_session``
-  cookie; bad credentials: 401 with ``X-IPA-Rejection-Reason: invalid-password``.
-- ``POST /ipa/session/json``: ``{"method", "params": [args, options], "id"}``; without a valid session
-  401 with an empty body (FreeIPA's ``need_login``); a missing Referer is RefererError 911. Answers
-  ``{"result", "error", "id", "principal", "version"}``; errors are ``{"code", "message", "name",
-  "data"}``.
-- Commands: ``host_add`` (DuplicateEntry 4002; DNSNotARecordError 4019 without ``force`` for a name
-  that does not resolve), ``host_del`` (NotFound 4001; revokes the host's certificates),
-  ``cert_request`` (NotFound 4001 for an unknown principal, ValidationError 3009 when the CSR's CN is
-  not the host; ``certificate`` is base64 DER; ``chain`` adds ``certificate_chain`` as
-  ``{"__base64__": DER}`` items, leaf first), ``cert_revoke``. Anything else: CommandError 905.
+- Every request first passes ``check_referer``: a ``Referer`` that is present, holds one ``://``, is
+  ``https``, names the server's host (``hostname``, so a port does not matter here) and has the path
+  ``/ipa`` or ``/ipa/...``; else HTTP 400 ``denied`` before any session is looked at.
+- ``POST /ipa/session/login_password``: ``application/x-www-form-urlencoded`` ``user``/``password``.
+  Success: 200 and the ``ipa_session`` cookie; bad credentials: 401 with
+  ``X-IPA-Rejection-Reason: invalid-password``.
+- ``POST /ipa/session/json``: without a valid session 401 with an empty body (``need_login``); then
+  ``wsgi_execute``'s own check: the Referer must start with exactly ``https://<host>/ipa`` (no port),
+  else RefererError 911. ``{"method", "params": [args, options], "id"}``; answers ``{"result",
+  "error", "id", "principal", "version"}``; errors are ``{"code", "message", "name", "data"}``.
+- ``version`` in the options: a major other than 2 is VersionError 901; missing, the command runs with
+  the server's API version and its result carries the VersionMissing warning (13001) in ``messages``.
+- ``host_add``: the FQDN is validated as ``hostname_validator`` does (ValidationError 3009 ``invalid
+  'hostname': invalid domain-name: ...``), DuplicateEntry 4002, DNSNotARecordError 4019 without
+  ``force`` for a name that does not resolve; ``description`` is kept. ``host_show`` (NotFound 4001),
+  ``host_find`` (criteria: a case-insensitive substring of fqdn or description; ``sizelimit``, default
+  100 like ``ipasearchrecordslimit``, sets ``truncated``), ``host_del`` (NotFound 4001; revokes the
+  host's certificates with reason 4, superseded, as ``revoke_certs`` does).
+- ``cert_request`` (RealmMismatch 4005 for another realm, NotFound 4001 for an unknown principal,
+  ValidationError 3009 when the CSR's CN is not the host; ``certificate`` is base64 DER; ``chain`` adds
+  ``certificate_chain`` as ``{"__base64__": DER}`` items, leaf first), ``cert_find`` (``host``),
+  ``cert_revoke`` (``revocation_reason`` 0-10, default 0; 7 is CertificateOperationError 4301).
+  Anything else: CommandError 905.
 
 One CA (like ``/etc/ipa/ca.crt``) signs both the HTTPS certificate and the issued certificates.
 """
@@ -24,6 +36,7 @@ from __future__ import annotations
 import base64
 import datetime
 import json
+import re
 import secrets
 import ssl
 import threading
@@ -43,10 +56,33 @@ from tests.servers.testca import TestCA
 
 VERSION = "4.12.2"
 API_VERSION = "2.254"
+SEARCH_LIMIT = 100  # ipasearchrecordslimit's default
+_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$", re.IGNORECASE)
+
+
+def hostname_problem(hostname: str) -> Optional[str]:
+    """What ``ipalib.util.validate_hostname`` says about a host name, or None when it is valid."""
+    if len(hostname) > 255:
+        return "cannot be longer that 255 characters"
+    name = hostname[:-1] if hostname.endswith(".") else hostname
+    if ".." in name:
+        return "hostname contains empty label (consecutive dots)"
+    if "." not in name:
+        return "not fully qualified"
+    for label in name.split("."):
+        if not label:
+            return "empty DNS label"
+        if len(label) > 63:
+            return "DNS label cannot be longer that 63 characters"
+        if not _LABEL.match(label):
+            return "only letters, numbers, '-' are allowed. DNS label may not start or end with '-'"
+    return None
 
 
 class PublicError(Exception):
-    def __init__(self, name: str, code: int, message: str, **data: Any) -> None:
+    """An error as ``ipalib.errors.PublicError`` sends it: its class name, errno, text and keywords."""
+
+    def __init__(self, name: str, code: int, message: str, /, **data: Any) -> None:
         super().__init__(message)
         self.name = name
         self.code = code
@@ -62,6 +98,12 @@ class Issued:
     revoked: Optional[int] = None
 
 
+def _one(args: list[Any], what: str) -> str:
+    if len(args) != 1:
+        raise PublicError("RequirementError", 3007, f"'{what}' is required", name=what)
+    return str(args[0])
+
+
 @dataclass
 class FreeIPAStandIn:
     realm: str
@@ -75,6 +117,7 @@ class FreeIPAStandIn:
     sessions: dict[str, str] = field(default_factory=dict, repr=False)
     calls: list[tuple[str, list[Any], dict[str, Any]]] = field(default_factory=list)
     logins: list[tuple[str, bool]] = field(default_factory=list)
+    denied: int = 0  # requests refused with 400 for their Referer
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     validity: datetime.timedelta = datetime.timedelta(days=730)
 
@@ -115,11 +158,46 @@ class FreeIPAStandIn:
             handler = getattr(self, f"_cmd_{method.split('/')[0]}", None)
             if handler is None:
                 raise PublicError("CommandError", 905, f"unknown command '{method}'", name=method)
-            return handler(args, options)
+            options = dict(options)
+            version = options.pop("version", None)
+            if version is not None and str(version).split(".")[0] != API_VERSION.split(".")[0]:
+                raise PublicError(
+                    "VersionError",
+                    901,
+                    f"{version} client incompatible with {API_VERSION} server at '{self.url}/xml'",
+                    cver=str(version),
+                    sver=API_VERSION,
+                    server=f"{self.url}/xml",
+                )
+            result = handler(args, options)
+            if version is None and isinstance(result, dict):
+                message = (
+                    "API Version number was not sent, forward compatibility not guaranteed. "
+                    f"Assuming server's API version, {API_VERSION}"
+                )
+                result.setdefault("messages", []).append(
+                    {
+                        "type": "warning",
+                        "name": "VersionMissing",
+                        "message": message,
+                        "code": 13001,
+                        "data": {"server_version": API_VERSION},
+                    }
+                )
+            return result
 
     def _cmd_host_add(self, args: list[Any], options: dict[str, Any]) -> Any:
-        (fqdn,) = args
-        fqdn = str(fqdn).lower()
+        fqdn = _one(args, "hostname")
+        problem = hostname_problem(fqdn)
+        if problem is not None:
+            raise PublicError(
+                "ValidationError",
+                3009,
+                f"invalid 'hostname': invalid domain-name: {problem}",
+                name="hostname",
+                error=f"invalid domain-name: {problem}",
+            )
+        fqdn = fqdn.rstrip(".").lower()
         if fqdn in self.hosts:
             raise PublicError("DuplicateEntry", 4002, f'host with name "{fqdn}" already exists')
         if not options.get("force") and fqdn not in self.resolvable:
@@ -138,14 +216,37 @@ class FreeIPAStandIn:
             "has_password": False,
             "dn": f"fqdn={fqdn},cn=computers,cn=accounts,dc=example,dc=test",
         }
+        if options.get("description"):
+            entry["description"] = [str(options["description"])]
         self.hosts[fqdn] = entry
         return {"result": entry, "value": fqdn, "summary": f'Added host "{fqdn}"'}
 
-    def _cmd_host_del(self, args: list[Any], options: dict[str, Any]) -> Any:
-        (fqdn,) = args
-        fqdn = str(fqdn).lower()
-        if fqdn not in self.hosts:
+    def _host(self, args: list[Any]) -> tuple[str, dict[str, Any]]:
+        fqdn = _one(args, "hostname").rstrip(".").lower()
+        entry = self.hosts.get(fqdn)
+        if entry is None:
             raise PublicError("NotFound", 4001, f"{fqdn}: host not found", reason=f"{fqdn}: host not found")
+        return fqdn, entry
+
+    def _cmd_host_show(self, args: list[Any], options: dict[str, Any]) -> Any:
+        fqdn, entry = self._host(args)
+        return {"result": entry, "value": fqdn, "summary": None}
+
+    def _cmd_host_find(self, args: list[Any], options: dict[str, Any]) -> Any:
+        term = str(args[0]).lower() if args and args[0] is not None else ""
+        limit = int(options.get("sizelimit", SEARCH_LIMIT))
+        found = [
+            entry
+            for fqdn, entry in sorted(self.hosts.items())
+            if term in fqdn or any(term in d.lower() for d in entry.get("description", []))
+        ]
+        truncated = bool(limit) and len(found) > limit
+        if truncated:
+            found = found[:limit]
+        return {"result": found, "count": len(found), "truncated": truncated, "summary": None}
+
+    def _cmd_host_del(self, args: list[Any], options: dict[str, Any]) -> Any:
+        fqdn, _ = self._host(args)
         del self.hosts[fqdn]
         for issued in self.certificates.values():
             if issued.host == fqdn and issued.revoked is None:
@@ -162,7 +263,7 @@ class FreeIPAStandIn:
         if realm and realm != self.realm:
             raise PublicError(
                 "RealmMismatch",
-                4017,
+                4005,
                 "The realm for the principal does not match the realm for this IPA server",
             )
         if fqdn.lower() not in self.hosts:
@@ -220,13 +321,47 @@ class FreeIPAStandIn:
             ]
         return {"result": result, "value": str(result["request_id"])}
 
+    def _cmd_cert_find(self, args: list[Any], options: dict[str, Any]) -> Any:
+        hosts = {str(h).lower() for h in options.get("host", [])}
+        found = [
+            {
+                "serial_number": issued.serial,
+                "subject": f"CN={issued.host},O={self.realm}",
+                "status": "VALID" if issued.revoked is None else "REVOKED",
+                "revoked": issued.revoked is not None,
+                **({} if issued.revoked is None else {"revocation_reason": issued.revoked}),
+            }
+            for issued in self.certificates.values()
+            if not hosts or issued.host in hosts
+        ]
+        return {"result": found, "count": len(found), "truncated": False, "summary": None}
+
     def _cmd_cert_revoke(self, args: list[Any], options: dict[str, Any]) -> Any:
-        (serial,) = args
+        serial = args[0] if len(args) == 1 else _one(args, "serial_number")
         number = int(str(serial), 0) if isinstance(serial, str) else int(serial)
+        reason = options.get("revocation_reason", 0)
+        if not isinstance(reason, int) or isinstance(reason, bool):
+            raise PublicError(
+                "ConversionError",
+                3008,
+                "invalid 'revocation_reason': must be an integer",
+                name="revocation_reason",
+            )
+        for bad, bound in ((reason < 0, "must be at least 0"), (reason > 10, "must be at most 10")):
+            if bad:
+                raise PublicError(
+                    "ValidationError", 3009, f"invalid 'revocation_reason': {bound}", name="revocation_reason"
+                )
         issued = self.certificates.get(number)
         if issued is None:
             raise PublicError("NotFound", 4001, f"Certificate serial number {hex(number)} not found")
-        issued.revoked = int(options.get("revocation_reason", 0))
+        if reason == 7:
+            raise PublicError(
+                "CertificateOperationError",
+                4301,
+                "Certificate operation cannot be completed: 7 is not a valid revocation reason",
+            )
+        issued.revoked = reason
         return {"result": {"revoked": True}, "value": ""}
 
 
@@ -249,7 +384,10 @@ def _handler(ipa: FreeIPAStandIn, host: str) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(body)
 
         def _referer_ok(self) -> bool:
-            referer = self.headers.get("Referer", "")
+            """``HTTP_Status.check_referer``, which every endpoint runs first."""
+            referer = self.headers.get("Referer")
+            if referer is None or referer.count("://") > 1:
+                return False
             parsed = urlparse(referer)
             return (
                 parsed.scheme == "https"
@@ -257,12 +395,22 @@ def _handler(ipa: FreeIPAStandIn, host: str) -> type[BaseHTTPRequestHandler]:
                 and (parsed.path == "/ipa" or parsed.path.startswith("/ipa/"))
             )
 
+        def _denied(self) -> None:
+            body = b"<html><head><title>400 Bad Request</title></head><body><h1>Bad Request</h1>"
+            self._send(
+                400, body + b"<p><strong>denied</strong></p></body></html>", "text/html; charset=utf-8"
+            )
+
         def _body(self) -> bytes:
             return self.rfile.read(int(self.headers.get("Content-Length") or 0))
 
         def do_POST(self) -> None:
             body = self._body()
-            if self.path == "/ipa/session/login_password":
+            if self.path in ("/ipa/session/login_password", "/ipa/session/json") and not self._referer_ok():
+                with ipa.lock:
+                    ipa.denied += 1
+                self._denied()
+            elif self.path == "/ipa/session/login_password":
                 self._login(body)
             elif self.path == "/ipa/session/json":
                 self._json(body)
@@ -270,9 +418,6 @@ def _handler(ipa: FreeIPAStandIn, host: str) -> type[BaseHTTPRequestHandler]:
                 self._send(404, b"<html><h1>Not Found</h1></html>", "text/html; charset=utf-8")
 
         def _login(self, body: bytes) -> None:
-            if not self._referer_ok():
-                self._send(400, b"<html><h1>Bad Request</h1><p>denied</p></html>", "text/html; charset=utf-8")
-                return
             content_type = self.headers.get("Content-Type", "").lower()
             if not content_type.startswith("application/x-www-form-urlencoded"):
                 self._send(
@@ -318,11 +463,12 @@ def _handler(ipa: FreeIPAStandIn, host: str) -> type[BaseHTTPRequestHandler]:
             result: Any = None
             error: Optional[dict[str, Any]] = None
             try:
-                if "Referer" not in self.headers:
-                    raise PublicError("RefererError", 911, "Missing or invalid HTTP Referer, missing")
-                if not self._referer_ok():
+                # wsgi_execute's own check, after the session: an exact prefix, so a Referer with a
+                # port (which check_referer let through) ends here.
+                referer = self.headers["Referer"]
+                if not referer.startswith(f"https://{host}/ipa"):
                     raise PublicError(
-                        "RefererError", 911, f"Missing or invalid HTTP Referer, {self.headers['Referer']}"
+                        "RefererError", 911, f"Missing or invalid HTTP Referer, {referer}", referer=referer
                     )
                 try:
                     request = json.loads(body)
