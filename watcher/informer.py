@@ -13,8 +13,10 @@ interleaves with a watch event: what a resync hands over is never older than wha
 The cache keeps each
 object's JSON bytes, not a tree of dicts: enough for the relist diff (resourceVersion) and for the
 DELETED event of an object that vanished while we were blind, at a fraction of the memory. From a
-WATCH it keeps the very line that arrived, so an event costs one parse and no copy
-(``bench/watch_throughput.py`` measures the whole path; ``bench/cache_memory.py`` the cache).
+WATCH it keeps the very line that arrived, so an event costs one parse and no copy; a line carrying
+managedFields or the last-applied annotation is re-encoded once without them (``watcher.transform``,
+unless the watch keeps them). ``bench/watch_throughput.py`` measures the whole path;
+``bench/cache_memory.py`` the cache and the daemon's memory.
 """
 
 from __future__ import annotations
@@ -29,13 +31,14 @@ from typing import Any, NamedTuple, Optional, Protocol
 
 import orjson
 
-from watcher import errors, stream
+from watcher import errors, stream, transform
 from watcher.client import Client, ResourceInfo, WatchResponse
 from watcher.metrics import Metrics
 
 logger = logging.getLogger(__name__)
 
 RESYNC_SLICE = 1000  # objects a resync hands over per turn of the lock
+_MANAGED_FIELDS, _LAST_APPLIED = transform.MANAGED_FIELDS_KEY, transform.LAST_APPLIED_KEY
 
 
 class Item(NamedTuple):
@@ -128,6 +131,7 @@ class Informer:
         label_selector: Optional[str] = None,
         field_selector: Optional[str] = None,
         resync_period: float = 0.0,
+        keep_managed_fields: bool = False,
         tuning: Tuning = Tuning(),
     ) -> None:
         self.client = client
@@ -138,6 +142,9 @@ class Informer:
         self.label_selector = label_selector
         self.field_selector = field_selector
         self.resync_period = resync_period
+        # Unless kept, managedFields and the last-applied annotation never enter the cache, the
+        # queues or an event (``watcher.transform``): most of a typical object, read by no plugin.
+        self.strip = not keep_managed_fields
         self.tuning = tuning
         self.resource_version = ""
         # uid -> (resourceVersion, JSON): what the relist diff and a DELETED for an object that
@@ -231,7 +238,7 @@ class Informer:
         dicts is ~5x its JSON). Only this thread writes the cache, so comparing against it while
         paging is safe.
         """
-        kind, api_version = self.info.kind, self.info.api_version
+        kind, api_version, strip = self.info.kind, self.info.api_version, self.strip
         # key -> (resourceVersion, JSON if changed, namespace/name)
         fresh: dict[str, tuple[str, Optional[bytes], str]] = {}
         resource_version = ""
@@ -252,6 +259,8 @@ class Informer:
                 # LIST items come without kind/apiVersion; plugins expect what a watch event carries.
                 item.setdefault("kind", kind)
                 item.setdefault("apiVersion", api_version)
+                if strip:
+                    transform.strip(item)
                 fresh[key] = (rv, compact_json(item), _object_key(meta))
             resource_version = page.resource_version
         with self._lock:
@@ -383,6 +392,10 @@ class Informer:
         rv = meta["resourceVersion"]
         uid = meta.get("uid")
         key = uid if uid and type(uid) is str else _key(meta)
+        # Only a line that carries them pays: the object without them, encoded once, replaces the
+        # line as what is cached and queued; the parsed object loses them in place.
+        if self.strip and (_MANAGED_FIELDS in line or _LAST_APPLIED in line) and transform.strip(obj):
+            line = compact_json(obj)
         if kind == "DELETED":
             self.cache.pop(key, None)
         else:
