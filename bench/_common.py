@@ -79,7 +79,14 @@ def add_route(api: LocalAPI, i: int, namespace: str = NAMESPACE) -> None:
     route = bench_route(i, namespace)
     status = route.pop("status")
     api.apply("routes", route)
-    api.patch("routes", namespace, route["metadata"]["name"], {"status": status}, manager=ROUTER, subresource="status")
+    api.patch(
+        "routes",
+        namespace,
+        route["metadata"]["name"],
+        {"status": status},
+        manager=ROUTER,
+        subresource="status",
+    )
 
 
 def start_api(history: int) -> LocalAPI:

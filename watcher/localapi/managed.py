@@ -125,10 +125,11 @@ def _walk(value: Any, path: Path, out: dict[Path, Any], *, top: bool = False) ->
 
 
 def _list_key(items: list[Any]) -> Optional[str]:
+    """The key a list of objects is associative by: one that every item has, unique among them."""
     for key in _LIST_KEYS:
-        if all(isinstance(item, dict) and isinstance(item.get(key), (str, int)) for item in items):
-            if len({orjson.dumps(item[key]) for item in items}) == len(items):
-                return key
+        values = [item.get(key) if isinstance(item, dict) else None for item in items]
+        if all(isinstance(v, (str, int)) for v in values) and len(set(values)) == len(values):
+            return key
     return None
 
 
@@ -169,7 +170,9 @@ def record(new: Obj, old: Optional[Obj], manager: str, subresource: str, when: s
     entries = [e for e in (before if given is None or given == before else given) or [] if _valid(e)]
     old_leaves = _leaves(old) if old is not None else {}
     new_leaves = _leaves(new)
-    changed = {path for path, value in new_leaves.items() if path not in old_leaves or old_leaves[path] != value}
+    changed = {
+        path for path, value in new_leaves.items() if path not in old_leaves or old_leaves[path] != value
+    }
     removed = old_leaves.keys() - new_leaves.keys()
     identity = (manager, UPDATE, subresource)
     result: list[Obj] = []

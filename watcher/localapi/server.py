@@ -398,7 +398,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 )
             if target.verb == "patch":
                 return 200, data.modify(
-                    rtype, namespace, target.name, self._patcher(body), target.subresource == "status", manager
+                    rtype,
+                    namespace,
+                    target.name,
+                    self._patcher(body),
+                    target.subresource == "status",
+                    manager,
                 )
             if target.verb == "delete":
                 options = self._json_body(body) if body.strip() else {}
