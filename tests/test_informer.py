@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from tests.harness import FAST, route, running_watcher, wait_until
-from watcher.informer import Tuning
+from watcher.informer import Tuning, same_version
 from watcher.localapi import Fault, LocalAPI
 from watcher.transform import LAST_APPLIED
 
@@ -342,7 +342,7 @@ def test_plugins_and_the_cache_get_objects_without_managed_fields_or_last_applie
             assert obj["metadata"]["annotations"] == {}, kind  # the mapping stays, emptied
             if obj["metadata"]["resourceVersion"] in by_rv:  # nothing else of the object changed
                 assert obj == without_managed_fields(by_rv[obj["metadata"]["resourceVersion"]]), kind
-        for data in (entry[1] for entry in w.informer.cache.values()):
+        for data in w.informer.cache.values():
             assert b"managedFields" not in data and b"last-applied" not in data
         kinds = [t for t, name, _ in seen(w) if name == "watched"]  # the status write may be merged in
         assert kinds[0] == "ADDED" and kinds[-1] == "DELETED"
@@ -373,3 +373,13 @@ def test_a_relist_diff_compares_the_stripped_objects(local_api: LocalAPI) -> Non
         assert seen(w)[2] == ("MODIFIED", "change", rv(changed)) and w.relists == 1
         assert w.plugin("record").state["default/change"] == without_managed_fields(changed)
         assert w.plugin("record").state["default/keep"] == without_managed_fields(keep)
+
+
+def test_same_version_finds_the_resource_version_in_a_cache_entry() -> None:
+    obj = {"kind": "Event", "metadata": {"name": "e", "resourceVersion": "42"}, "x": {"resourceVersion": "7"}}
+    line = orjson.dumps({"type": "ADDED", "object": obj})
+    for data in (line, orjson.dumps(obj)):
+        assert same_version(data, "42") and not same_version(data, "43") and not same_version(data, "4")
+    # JSON with other spacing misses the fast search and is parsed: the answer is the same.
+    spaced = b'{"metadata": {"name": "e", "resourceVersion": "42"}}'
+    assert same_version(spaced, "42") and not same_version(spaced, "7")

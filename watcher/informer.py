@@ -147,10 +147,11 @@ class Informer:
         self.strip = not keep_managed_fields
         self.tuning = tuning
         self.resource_version = ""
-        # uid -> (resourceVersion, JSON): what the relist diff and a DELETED for an object that
-        # vanished unseen need, at about the size of the JSON (a tree of dicts costs ~5x more). The
-        # JSON is the watch line that carried the object, or the object's own; see cached_object.
-        self.cache: dict[str, tuple[str, bytes]] = {}
+        # uid -> JSON: what the relist diff and a DELETED for an object that vanished unseen need, at
+        # about the size of the JSON (a tree of dicts costs ~5x more). The JSON is the watch line
+        # that carried the object, or the object's own (see cached_object); the relist finds the
+        # resourceVersion in it (same_version), so an entry costs no tuple and no second string.
+        self.cache: dict[str, bytes] = {}
         self._received = metrics.received
         self.ready = threading.Event()  # first LIST delivered and a WATCH connected
         self.last_activity = time.monotonic()  # for /healthz: the loop is not wedged
@@ -239,8 +240,8 @@ class Informer:
         paging is safe.
         """
         kind, api_version, strip = self.info.kind, self.info.api_version, self.strip
-        # key -> (resourceVersion, JSON if changed, namespace/name)
-        fresh: dict[str, tuple[str, Optional[bytes], str]] = {}
+        # key -> (JSON if changed, namespace/name)
+        fresh: dict[str, tuple[Optional[bytes], str]] = {}
         resource_version = ""
         for page in self.client.pages(
             self.info,
@@ -253,27 +254,26 @@ class Informer:
                 meta = item.get("metadata") or {}
                 key, rv = _key(meta), str(meta.get("resourceVersion", ""))
                 old = self.cache.get(key)
-                if old is not None and old[0] == rv:
-                    fresh[key] = (rv, None, "")
+                if old is not None and same_version(old, rv):
+                    fresh[key] = (None, "")
                     continue
                 # LIST items come without kind/apiVersion; plugins expect what a watch event carries.
                 item.setdefault("kind", kind)
                 item.setdefault("apiVersion", api_version)
                 if strip:
                     transform.strip(item)
-                fresh[key] = (rv, compact_json(item), _object_key(meta))
+                fresh[key] = (compact_json(item), _object_key(meta))
             resource_version = page.resource_version
         with self._lock:
             changes: list[Change] = []
             gone = [key for key in self.cache if key not in fresh]
             for key in gone:
-                _, data = self.cache.pop(key)
-                changes.append(("DELETED", *_identify(key, data)))
-            for key, (rv, changed, object_key) in fresh.items():
+                changes.append(("DELETED", *_identify(key, self.cache.pop(key))))
+            for key, (changed, object_key) in fresh.items():
                 if changed is None:
                     continue
                 old = self.cache.get(key)
-                self.cache[key] = (rv, changed)
+                self.cache[key] = changed
                 changes.append(("ADDED" if old is None else "MODIFIED", object_key, Item(key, changed, None)))
             if changes:
                 self.sink(changes)
@@ -399,7 +399,7 @@ class Informer:
         if kind == "DELETED":
             self.cache.pop(key, None)
         else:
-            self.cache[key] = (rv, line)  # the line as it came: no copy, no second encoding
+            self.cache[key] = line  # the line as it came (unless stripped): no copy, no second encoding
         self.resource_version = rv
         changes.append((kind, _object_key(meta), new_item((key, line, obj))))
         return False
@@ -439,7 +439,7 @@ class Informer:
                 with self._lock:
                     cache = self.cache
                     changes: list[Change] = [
-                        ("SYNC", *_identify(key, cache[key][1]))
+                        ("SYNC", *_identify(key, cache[key]))
                         for key in keys[start : start + RESYNC_SLICE]
                         if key in cache
                     ]
@@ -451,6 +451,20 @@ def compact_json(obj: Any) -> bytes:
     """``orjson.dumps`` in bytes of its own size: orjson returns its output in the buffer it grew,
     8 KB for a 1.5 KB Route (tracemalloc), and a cache of 100,000 of those would cost 5x the JSON."""
     return bytes(memoryview(orjson.dumps(obj)))
+
+
+def same_version(data: bytes, rv: str) -> bool:
+    """Whether the cache entry ``data`` holds the object at resourceVersion ``rv``.
+
+    First a search of the bytes for ``"resourceVersion":"<rv>"``, as the API server (Go's
+    encoding/json) and orjson write it: resourceVersions are etcd revisions, one per write, so no
+    other field of the object (an Event's ``involvedObject``, say) carries the one this object's own
+    last write got. Only when that fails (the object changed, or JSON written with other spacing)
+    is the entry parsed to be sure: a relist parses only what changed.
+    """
+    if b'"resourceVersion":' + orjson.dumps(rv) in data:
+        return True
+    return str((cached_object(data).get("metadata") or {}).get("resourceVersion", "")) == rv
 
 
 def cached_object(data: bytes) -> dict[str, Any]:
