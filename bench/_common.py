@@ -24,13 +24,12 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as ``python3 bench/x.py`` from anywhere
     sys.path.insert(0, str(ROOT))
 
-from watcher.localapi import LocalAPI  # noqa: E402
+from watcher.localapi import LocalAPI, apply_route  # noqa: E402
 
 BENCH_PLUGINS = Path(__file__).resolve().parent / "plugins"
 NAMESPACE = "bench"
 DOMAIN = "apps.example.test"
 STAMP = "bench.example.test/written-at"
-ROUTER = "openshift-router"  # the manager of a Route's status.ingress on OpenShift
 CHANGES_PER_ROUTE = 2  # add_route: the `oc apply` that creates it, then the router's status write
 
 
@@ -74,19 +73,9 @@ def bench_route(i: int, namespace: str = NAMESPACE) -> dict[str, Any]:
 
 
 def add_route(api: LocalAPI, i: int, namespace: str = NAMESPACE) -> None:
-    """``bench_route(i)`` the way a cluster gets it: ``oc apply`` of the manifest, then the router
-    admitting it through the status subresource (``CHANGES_PER_ROUTE`` changes)."""
-    route = bench_route(i, namespace)
-    status = route.pop("status")
-    api.apply("routes", route)
-    api.patch(
-        "routes",
-        namespace,
-        route["metadata"]["name"],
-        {"status": status},
-        manager=ROUTER,
-        subresource="status",
-    )
+    """``bench_route(i)`` the way a cluster gets it (``localapi.apply_route``: ``oc apply``, then the
+    router's status write): ``CHANGES_PER_ROUTE`` changes."""
+    apply_route(api, bench_route(i, namespace))
 
 
 def start_api(history: int) -> LocalAPI:

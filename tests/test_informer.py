@@ -15,7 +15,7 @@ import pytest
 
 from tests.harness import FAST, route, running_watcher, wait_until
 from watcher.informer import Tuning, same_version
-from watcher.localapi import Fault, LocalAPI
+from watcher.localapi import Fault, LocalAPI, apply_route
 from watcher.transform import LAST_APPLIED
 
 
@@ -301,10 +301,7 @@ def test_a_position_the_server_has_not_reached_relists(local_api: LocalAPI) -> N
 
 def applied(api: LocalAPI, name: str) -> dict[str, Any]:
     """A route made as on a cluster: ``oc apply``, then the router's status write."""
-    obj = route(name)
-    status = obj.pop("status")
-    api.apply("routes", obj)
-    return api.patch("routes", "default", name, {"status": status}, manager="router", subresource="status")
+    return apply_route(api, route(name))
 
 
 def without_managed_fields(obj: dict[str, Any]) -> dict[str, Any]:
@@ -357,7 +354,7 @@ def test_keep_managed_fields_hands_objects_over_as_the_api_sends_them(local_api:
         state = w.plugin("record").state
         assert state["default/listed"] == listed and state["default/watched"] == watched
         managers = [e["manager"] for e in state["default/watched"]["metadata"]["managedFields"]]
-        assert managers == ["kubectl-client-side-apply", "router"]
+        assert managers == ["kubectl-client-side-apply", "openshift-router"]
 
 
 def test_a_relist_diff_compares_the_stripped_objects(local_api: LocalAPI) -> None:

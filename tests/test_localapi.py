@@ -1168,3 +1168,23 @@ def test_apply_keeps_the_manifest_in_the_last_applied_annotation(api: LocalAPI) 
     assert orjson.loads(again["metadata"]["annotations"][LAST_APPLIED]) == manifest
     labelled = api.patch("routes", "demo", "web", {"metadata": {"labels": {"x": "1"}}})
     assert labelled["metadata"]["annotations"] == again["metadata"]["annotations"]  # kept by other writes
+
+
+def test_lists_of_named_objects_are_owned_item_by_item(api: LocalAPI) -> None:
+    pod = {
+        "metadata": {"name": "p", "namespace": "demo", "finalizers": ["a/b"]},
+        "spec": {"containers": [{"name": "web", "image": "nginx"}, {"name": "log", "image": "fluentd"}]},
+    }
+    created = api.create("pods", pod, manager="kubectl-create")
+    (entry,) = created["metadata"]["managedFields"]
+    assert entry["fieldsV1"]["f:spec"]["f:containers"] == {
+        'k:{"name":"log"}': {".": {}, "f:image": {}, "f:name": {}},
+        'k:{"name":"web"}': {".": {}, "f:image": {}, "f:name": {}},
+    }
+    assert entry["fieldsV1"]["f:metadata"] == {"f:finalizers": {}}  # other lists: owned whole
+    image = {
+        "spec": {"containers": [{"name": "web", "image": "nginx:2"}, {"name": "log", "image": "fluentd"}]}
+    }
+    changed = api.patch("pods", "demo", "p", image, manager="deployer")
+    deployer = next(e for e in changed["metadata"]["managedFields"] if e["manager"] == "deployer")
+    assert deployer["fieldsV1"] == {"f:spec": {"f:containers": {'k:{"name":"web"}': {"f:image": {}}}}}
