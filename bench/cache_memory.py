@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import orjson
 
 from bench import _common
-from bench._chaos_proc import WatcherProcess, base_env, free_port
+from bench._chaos_proc import WatcherProcess, free_port, watcher_env
 from bench.plugins.count import status_kb
 from watcher import config
 from watcher.client import Client
@@ -105,20 +105,8 @@ def wait_settled(watcher: WatcherProcess, modified: int, timeout: float = 900.0)
 def run_daemon(api: LocalAPI, routes: int, changes: range, keep: bool, workdir: Path) -> Daemon:
     """One daemon: list everything, then ``changes`` (touch numbers: each run changes other routes
     or writes other values, so every one is a real change)."""
-    token_file = workdir / "token"
-    token_file.write_text(api.token, encoding="utf-8")
-    env = {
-        **base_env(workdir),
-        "K8S_API_ENDPOINT": api.url,
-        "K8S_TOKEN_FILE": str(token_file),
-        "K8S_CA": api.ca_file,
-        "K8S_RESOURCE": "routes",
-        "K8S_NAMESPACED": "false",
-        "WATCHER_PLUGIN": PLUGIN,
-        "WATCHER_PLUGIN_PATH": str(_common.BENCH_PLUGINS),
-        "WATCHER_KEEP_MANAGED_FIELDS": "true" if keep else "false",
-        "LOG_LEVEL": "WARNING",
-    }
+    env = watcher_env(api, workdir, PLUGIN, _common.BENCH_PLUGINS)
+    env["WATCHER_KEEP_MANAGED_FIELDS"] = "true" if keep else "false"
     watcher = WatcherProcess(env, free_port(), workdir, name="keep" if keep else "default")
     started = time.monotonic()
     watcher.start()
