@@ -68,7 +68,7 @@ def manager_for(field_manager: Optional[str], user_agent: Optional[str]) -> str:
         return field_manager
     name, size = "", 0
     for char in (user_agent or "").split("/", 1)[0]:
-        if not char.isprintable():  # Python's printable is Go's unicode.IsPrint: ASCII space only
+        if not char.isprintable():  # as Go's unicode.IsPrint: of the spaces, only U+0020 is printable
             continue
         size += len(char.encode())
         if size > MAX_MANAGER_LENGTH:  # the limit is in bytes of UTF-8
@@ -93,6 +93,7 @@ def last_applied(obj: Obj) -> str:
 
 
 def _leaves(obj: Obj) -> dict[Path, Any]:
+    """Every path a writer of ``obj`` could own, with the value there (to see what a write changed)."""
     out: dict[Path, Any] = {}
     for key, value in obj.items():
         if key in ("apiVersion", "kind"):
