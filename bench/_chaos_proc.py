@@ -18,7 +18,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
-from typing import IO, Optional
+from typing import IO, Any, Optional
 
 from bench._common import ROOT
 from bench.plugins.count import status_kb
@@ -50,6 +50,24 @@ def base_env(home: Path) -> dict[str, str]:
         "HOME": str(home),
         "LANG": "C.UTF-8",
         "PYTHONDONTWRITEBYTECODE": "1",
+    }
+
+
+def watcher_env(api: Any, work: Path, plugin: str, plugin_path: Path) -> dict[str, str]:
+    """The environment of a watcher on ``api`` (a ``LocalAPI``) across all namespaces, with the token
+    in a file under ``work``, running ``plugin`` from ``plugin_path``, logging warnings only."""
+    token_file = work / "token"
+    token_file.write_text(api.token, encoding="utf-8")
+    return {
+        **base_env(work),
+        "K8S_API_ENDPOINT": api.url,
+        "K8S_TOKEN_FILE": str(token_file),
+        "K8S_CA": api.ca_file,
+        "K8S_RESOURCE": "routes",
+        "K8S_NAMESPACED": "false",
+        "WATCHER_PLUGIN": plugin,
+        "WATCHER_PLUGIN_PATH": str(plugin_path),
+        "LOG_LEVEL": "WARNING",
     }
 
 

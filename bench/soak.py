@@ -25,7 +25,7 @@ from typing import Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._chaos_proc import WatcherProcess, base_env, free_port
+from bench._chaos_proc import WatcherProcess, free_port, watcher_env
 from bench._common import BENCH_PLUGINS
 from bench.plugins.count import status_kb
 from watcher.localapi import LocalAPI, sample_route
@@ -76,19 +76,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         for ns, name in names:
             api.create("routes", sample_route(name, ns, f"{name}.{ns}.apps.example.test"))
         print(f"soak: {args.objects:,} routes created in {time.monotonic() - began:.0f} s", flush=True)
-        token_file = work / "token"
-        token_file.write_text(api.token, encoding="utf-8")
-        env = {
-            **base_env(work),
-            "K8S_API_ENDPOINT": api.url,
-            "K8S_TOKEN_FILE": str(token_file),
-            "K8S_CA": api.ca_file,
-            "K8S_RESOURCE": "routes",
-            "K8S_NAMESPACED": "false",
-            "WATCHER_PLUGIN": "soak_noop",
-            "WATCHER_PLUGIN_PATH": str(BENCH_PLUGINS),
-            "LOG_LEVEL": "WARNING",
-        }
+        env = watcher_env(api, work, "soak_noop", BENCH_PLUGINS)
         watcher = WatcherProcess(env, free_port(), work, name="soak-watcher")
         watcher.start()
         if not watcher.wait_ready(timeout=600):

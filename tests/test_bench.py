@@ -88,12 +88,17 @@ def test_converge_reports_no_repeated_webhook_message_across_a_restart_and_the_r
     assert 0 < figures["converge_s"] < 5 and figures["alertmanager_exact_state"] == 1
 
 
-def test_cache_memory_reports_bytes_per_object_for_list_and_watch() -> None:
-    out = run_bench("cache_memory.py", "--routes", "500")
-    figures = summary(out, ["bytes_per_object", "json_bytes_per_object", "ratio", "peak_mb"])
-    assert figures["json_bytes_per_object"] > 1000  # ~1.7 KB Routes
-    assert figures["bytes_per_object"] > figures["json_bytes_per_object"]  # the JSON is in there
-    assert re.search(r"list +500 objects", out) and re.search(r"watch +500 objects", out)
+def test_cache_memory_reports_the_daemons_rss_and_the_cache_against_its_json() -> None:
+    out = run_bench("cache_memory.py", "--routes", "300")
+    keys = ["rss_listed_mib", "rss_changed_mib", "peak_mib", "keep_rss_changed_mib", "ratio_to_keep"]
+    figures = summary(out, [*keys, "cache_ratio", "json_bytes_per_object"])
+    assert all(value > 0 for value in figures.values()), figures
+    assert 500 < figures["json_bytes_per_object"] < 1000  # a Route without managedFields: ~790 bytes
+    assert figures["cache_ratio"] > 1  # the JSON is in there
+    line = re.search(r"a route as a watch line: ([0-9,]+) bytes", out)
+    assert line and 1800 < int(line.group(1).replace(",", "")) < 2600  # as a cluster sends them
+    assert out.count("  daemon, ") == 2 and "managedFields left in" not in out
+    assert re.search(r"cache, list +300 objects", out) and re.search(r"cache, watch +300 objects", out)
 
 
 # --- the counting plugin ------------------------------------------------------------------------------

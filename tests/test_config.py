@@ -227,6 +227,7 @@ def test_every_key_is_read_from_env_and_from_ini(layers: Layers, tmp_path: Path)
         "plugins": (" simple , dns ", ("simple", "dns")),
         "plugin_path": (f"/a{os.pathsep}{os.pathsep}/b", ("/a", "/b")),
         "resync_period": ("2.5", 2.5),
+        "keep_managed_fields": ("true", True),
         "watch_timeout": ("60", 60.0),
         "log_level": ("warn", "WARNING"),
         "log_format": ("JSON", "json"),

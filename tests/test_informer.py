@@ -14,8 +14,9 @@ import orjson
 import pytest
 
 from tests.harness import FAST, route, running_watcher, wait_until
-from watcher.informer import Tuning
-from watcher.localapi import Fault, LocalAPI
+from watcher.informer import Tuning, same_version
+from watcher.localapi import Fault, LocalAPI, apply_route
+from watcher.transform import LAST_APPLIED
 
 
 def seen(w: Any) -> list[tuple[str, str, str]]:
@@ -293,3 +294,89 @@ def test_a_position_the_server_has_not_reached_relists(local_api: LocalAPI) -> N
         wait_until(lambda: ("ADDED", "b", rv(b)) in seen(w), timeout=20, what="the watch to go on")
         assert seen(w) == [("ADDED", "a", rv(a)), ("ADDED", "b", rv(b))]
     assert any(r.status == 504 for r in local_api.requests_seen())
+
+
+# --- what the informer keeps of an object (issue 20) ----------------------------------------------------
+
+
+def applied(api: LocalAPI, name: str) -> dict[str, Any]:
+    """A route made as on a cluster: ``oc apply``, then the router's status write."""
+    return apply_route(api, route(name))
+
+
+def without_managed_fields(obj: dict[str, Any]) -> dict[str, Any]:
+    meta = {k: v for k, v in obj["metadata"].items() if k != "managedFields"}
+    meta["annotations"] = {k: v for k, v in meta["annotations"].items() if k != LAST_APPLIED}
+    return {**obj, "metadata": meta}
+
+
+def reached(w: Any, obj: dict[str, Any]) -> None:
+    """Until the plugin has had ``obj``'s version (a change waiting behind it may be merged in)."""
+    target = (obj["metadata"]["name"], rv(obj))
+    wait_until(lambda: target in [(n, r) for _, n, r in seen(w)], what=f"{target}")
+
+
+def test_plugins_and_the_cache_get_objects_without_managed_fields_or_last_applied(
+    local_api: LocalAPI,
+) -> None:
+    listed = applied(local_api, "listed")
+    assert listed["metadata"]["managedFields"] and LAST_APPLIED in listed["metadata"]["annotations"]
+    with running_watcher(local_api, env={"WATCHER_RESYNC_PERIOD": "0.3"}) as w:
+        watched = applied(local_api, "watched")
+        reached(w, watched)
+        changed = local_api.patch("routes", "default", "listed", {"metadata": {"labels": {"x": "1"}}})
+        gone = local_api.delete("routes", "default", "watched")
+        wait_until(lambda: ("DELETED", "watched", rv(gone)) in seen(w), what="the delete")
+        wait_until(lambda: ("MODIFIED", "listed", rv(changed)) in seen(w), what="the change")
+        count = len(seen(w))
+        wait_until(lambda: len(seen(w)) > count, what="a resync")  # SYNC reaches the plugin as MODIFIED
+        rec = w.plugin("record")
+        with rec.lock:
+            handed = list(rec.handed)
+        by_rv = {o["metadata"]["resourceVersion"]: o for o in (listed, watched, changed, gone)}
+        for kind, obj in handed:
+            assert "managedFields" not in obj["metadata"], kind
+            assert obj["metadata"]["annotations"] == {}, kind  # the mapping stays, emptied
+            if obj["metadata"]["resourceVersion"] in by_rv:  # nothing else of the object changed
+                assert obj == without_managed_fields(by_rv[obj["metadata"]["resourceVersion"]]), kind
+        for data in w.informer.cache.values():
+            assert b"managedFields" not in data and b"last-applied" not in data
+        kinds = [t for t, name, _ in seen(w) if name == "watched"]  # the status write may be merged in
+        assert kinds[0] == "ADDED" and kinds[-1] == "DELETED"
+
+
+def test_keep_managed_fields_hands_objects_over_as_the_api_sends_them(local_api: LocalAPI) -> None:
+    listed = applied(local_api, "listed")
+    with running_watcher(local_api, env={"WATCHER_KEEP_MANAGED_FIELDS": "true"}) as w:
+        watched = applied(local_api, "watched")
+        reached(w, watched)
+        time.sleep(0.2)
+        state = w.plugin("record").state
+        assert state["default/listed"] == listed and state["default/watched"] == watched
+        managers = [e["manager"] for e in state["default/watched"]["metadata"]["managedFields"]]
+        assert managers == ["kubectl-client-side-apply", "openshift-router"]
+
+
+def test_a_relist_diff_compares_the_stripped_objects(local_api: LocalAPI) -> None:
+    keep = applied(local_api, "keep")
+    applied(local_api, "change")
+    local_api.inject(Fault("silent", seconds=1.5))
+    with running_watcher(local_api) as w:
+        assert sorted(names(w)) == ["change", "keep"]
+        changed = local_api.patch("routes", "default", "change", {"spec": {"host": "new.apps.example.test"}})
+        local_api.compact()
+        wait_until(lambda: len(seen(w)) == 3, what="the relist diff")
+        time.sleep(0.3)
+        assert seen(w)[2] == ("MODIFIED", "change", rv(changed)) and w.relists == 1
+        assert w.plugin("record").state["default/change"] == without_managed_fields(changed)
+        assert w.plugin("record").state["default/keep"] == without_managed_fields(keep)
+
+
+def test_same_version_finds_the_resource_version_in_a_cache_entry() -> None:
+    obj = {"kind": "Event", "metadata": {"name": "e", "resourceVersion": "42"}, "x": {"resourceVersion": "7"}}
+    line = orjson.dumps({"type": "ADDED", "object": obj})
+    for data in (line, orjson.dumps(obj)):
+        assert same_version(data, "42") and not same_version(data, "43") and not same_version(data, "4")
+    # JSON with other spacing misses the fast search and is parsed: the answer is the same.
+    spaced = b'{"metadata": {"name": "e", "resourceVersion": "42"}}'
+    assert same_version(spaced, "42") and not same_version(spaced, "7")

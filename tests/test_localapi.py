@@ -22,6 +22,7 @@ from tests.wire import BUSY_EVENTS, Wire, load_backlog, read_wire
 from watcher import errors
 from watcher.localapi import Fault, LocalAPI, sample_route
 from watcher.localapi import watch as watch_module
+from watcher.transform import LAST_APPLIED
 
 ROUTES = "/apis/route.openshift.io/v1/namespaces/demo/routes"
 ALL_ROUTES = "/apis/route.openshift.io/v1/routes"
@@ -1059,3 +1060,131 @@ def test_an_event_larger_than_the_buffer_goes_out_as_one_chunk_of_its_own(api: L
     # bufio.Writer: the big write tops the buffer up to 2,048 bytes and flushes it, then the rest of
     # it does not fit the empty buffer and goes straight through as one chunk.
     assert got.sizes[:2] == [watch_module.CHUNKING_BUFFER, second - (watch_module.CHUNKING_BUFFER - first)]
+
+
+# --- managedFields, as kube-apiserver's field manager records them (issue 20) -------------------------
+
+
+def entries(obj: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(manager, operation, subresource) of each managedFields entry, in the object's order."""
+    return [
+        (e["manager"], e["operation"], e.get("subresource", "")) for e in obj["metadata"]["managedFields"]
+    ]
+
+
+def test_a_create_records_its_manager_fields_and_time(api: LocalAPI) -> None:
+    route = sample_route("web", "demo", "web.apps.example.test")
+    created = call(api, "POST", ROUTES, params={"fieldManager": "oc"}, body=route).json()
+    (entry,) = created["metadata"]["managedFields"]
+    assert list(entry) == ["manager", "operation", "apiVersion", "time", "fieldsType", "fieldsV1"]
+    assert entry["manager"] == "oc" and entry["operation"] == "Update"
+    assert entry["apiVersion"] == "route.openshift.io/v1" and entry["fieldsType"] == "FieldsV1"
+    assert entry["time"] == created["metadata"]["creationTimestamp"]
+    fields = entry["fieldsV1"]
+    # The server-set metadata is never owned; maps and optional structs are nodes of their own ("."),
+    # and a list of objects without a name is owned whole, as a Route's status.ingress on a cluster.
+    assert fields["f:metadata"] == {"f:labels": {".": {}, "f:app": {}}}
+    assert fields["f:spec"]["f:host"] == {} and fields["f:spec"]["f:port"] == {".": {}, "f:targetPort": {}}
+    assert fields["f:status"] == {"f:ingress": {}}
+    assert list(fields) == sorted(fields) and "f:apiVersion" not in fields and "f:kind" not in fields
+
+
+@pytest.mark.parametrize(
+    ("user_agent", "manager"),
+    [
+        ("kubectl/v1.30.2 (linux/amd64) kubernetes/39683505", "kubectl"),
+        ("event-watcher/1.0", "event-watcher"),
+        ("odd\x07agent", "oddagent"),  # non-printable characters are dropped
+        ("x" * 200, "x" * 128),  # at most 128 bytes
+        ("/nothing-before-the-slash", "unknown"),
+    ],
+)
+def test_without_field_manager_the_user_agent_names_the_manager(
+    api: LocalAPI, user_agent: str, manager: str
+) -> None:
+    route = sample_route("web", "demo", "web.apps.example.test")
+    response = requests.post(
+        api.url + ROUTES,
+        data=orjson.dumps(route),
+        headers={"Authorization": f"Bearer {api.token}", "User-Agent": user_agent},
+        verify=api.ca_file,
+        timeout=10,
+    )
+    assert entries(response.json()) == [(manager, "Update", "")]
+
+
+def test_status_writes_and_other_managers_get_entries_of_their_own(api: LocalAPI) -> None:
+    route = sample_route("web", "demo", "web.apps.example.test")
+    status = route.pop("status")
+    call(api, "POST", ROUTES, params={"fieldManager": "oc"}, body=route)
+    routed = call(
+        api,
+        "PATCH",
+        f"{ROUTES}/web/status",
+        params={"fieldManager": "openshift-router"},
+        body={"status": status},
+        content_type="application/merge-patch+json",
+    ).json()
+    assert entries(routed) == [("oc", "Update", ""), ("openshift-router", "Update", "status")]
+    assert routed["metadata"]["managedFields"][1]["fieldsV1"] == {"f:status": {"f:ingress": {}}}
+    # Another manager changing a field takes it over; one it removes leaves every entry.
+    patch = {"metadata": {"labels": {"app": "other"}}, "spec": {"port": None}}
+    changed = api.patch("routes", "demo", "web", patch, manager="kubectl-edit")
+    by_manager = {e["manager"]: e["fieldsV1"] for e in changed["metadata"]["managedFields"]}
+    assert by_manager["kubectl-edit"] == {"f:metadata": {"f:labels": {"f:app": {}}}}
+    assert by_manager["oc"]["f:metadata"] == {"f:labels": {".": {}}}
+    assert "f:port" not in by_manager["oc"]["f:spec"]
+    # A manager whose fields are all taken over loses its entry.
+    moved = api.patch("routes", "demo", "web", {"status": {"ingress": []}}, manager="x", subresource="status")
+    assert ("openshift-router", "Update", "status") not in entries(moved)
+    assert ("x", "Update", "status") in entries(moved)
+
+
+def test_a_write_that_changes_nothing_keeps_the_managed_fields_as_they_were(api: LocalAPI) -> None:
+    created = make(api, "web")
+    body = {k: v for k, v in created.items()}
+    body["metadata"] = {k: v for k, v in created["metadata"].items() if k != "managedFields"}
+    again = call(api, "PUT", f"{ROUTES}/web", params={"fieldManager": "someone"}, body=body).json()
+    assert again == created  # no new revision, no entry for "someone", no new time
+    given = [{**created["metadata"]["managedFields"][0], "manager": "renamed"}]
+    body["metadata"]["managedFields"] = given
+    renamed = call(api, "PUT", f"{ROUTES}/web", body=body).json()
+    assert entries(renamed) == [("renamed", "Update", "")]  # set explicitly: taken as given
+
+
+def test_apply_keeps_the_manifest_in_the_last_applied_annotation(api: LocalAPI) -> None:
+    manifest = sample_route("web", "demo", "web.apps.example.test")
+    del manifest["status"]
+    manifest["metadata"]["annotations"] = {"team": "a"}
+    created = api.apply("routes", manifest)
+    annotations = created["metadata"]["annotations"]
+    last = annotations[LAST_APPLIED]
+    assert last.endswith("}\n") and orjson.loads(last) == manifest and annotations["team"] == "a"
+    assert last.index('"apiVersion"') < last.index('"kind"') < last.index('"metadata"')  # keys sorted
+    assert entries(created) == [("kubectl-client-side-apply", "Update", "")]
+    manifest["spec"]["host"] = "new.apps.example.test"
+    again = api.apply("routes", manifest)
+    assert again["spec"]["host"] == "new.apps.example.test" and rv(again) == rv(created) + 1
+    assert orjson.loads(again["metadata"]["annotations"][LAST_APPLIED]) == manifest
+    labelled = api.patch("routes", "demo", "web", {"metadata": {"labels": {"x": "1"}}})
+    assert labelled["metadata"]["annotations"] == again["metadata"]["annotations"]  # kept by other writes
+
+
+def test_lists_of_named_objects_are_owned_item_by_item(api: LocalAPI) -> None:
+    pod = {
+        "metadata": {"name": "p", "namespace": "demo", "finalizers": ["a/b"]},
+        "spec": {"containers": [{"name": "web", "image": "nginx"}, {"name": "log", "image": "fluentd"}]},
+    }
+    created = api.create("pods", pod, manager="kubectl-create")
+    (entry,) = created["metadata"]["managedFields"]
+    assert entry["fieldsV1"]["f:spec"]["f:containers"] == {
+        'k:{"name":"log"}': {".": {}, "f:image": {}, "f:name": {}},
+        'k:{"name":"web"}': {".": {}, "f:image": {}, "f:name": {}},
+    }
+    assert entry["fieldsV1"]["f:metadata"] == {"f:finalizers": {}}  # other lists: owned whole
+    image = {
+        "spec": {"containers": [{"name": "web", "image": "nginx:2"}, {"name": "log", "image": "fluentd"}]}
+    }
+    changed = api.patch("pods", "demo", "p", image, manager="deployer")
+    deployer = next(e for e in changed["metadata"]["managedFields"] if e["manager"] == "deployer")
+    assert deployer["fieldsV1"] == {"f:spec": {"f:containers": {'k:{"name":"web"}': {"f:image": {}}}}}

@@ -79,6 +79,7 @@ class App:
                 label_selector=s.label_selector,
                 field_selector=s.field_selector,
                 resync_period=s.resync_period,
+                keep_managed_fields=s.keep_managed_fields,
                 tuning=self.tuning,
             )
             self.reconciler.sweep_over(self.informer.objects, self.informer.ready)

@@ -102,6 +102,9 @@ KEYS: tuple[Key, ...] = (
     Key("resync_period", "WATCHER_RESYNC_PERIOD", "resync_period", parse.seconds, 0.0,
         "seconds; > 0 hands every cached object to the plugins again (as MODIFIED, unless it has work "
         "waiting) that often, to repair drift; 0 disables"),
+    Key("keep_managed_fields", "WATCHER_KEEP_MANAGED_FIELDS", "keep_managed_fields", parse.flag, False,
+        "true keeps metadata.managedFields and the kubectl last-applied-configuration annotation in "
+        "the cache and in the events plugins get; by default both are dropped (most of an object)"),
     Key("watch_timeout", "WATCHER_WATCH_TIMEOUT", "watch_timeout", parse.positive_seconds, 300.0,
         "seconds each WATCH asks the server to stay open (jittered +-10 %); a stream silent 30 s "
         "longer is taken for dead and resumed; lower it behind proxies that cut idle streams sooner"),
@@ -170,6 +173,7 @@ class Settings:
     plugins: tuple[str, ...] = ("simple",)
     plugin_path: tuple[str, ...] = ()
     resync_period: float = 0.0
+    keep_managed_fields: bool = False
     watch_timeout: float = 300.0
     log_level: str = "INFO"
     log_format: str = "text"

@@ -97,10 +97,13 @@ class Demo:
                     NAMESPACE,
                     name,
                     {"spec": {"host": f"{name}-v{self._random.randint(2, 99)}.{DOMAIN}"}},
+                    manager="kubectl-patch",
                 )
             else:
                 self.api.delete("routes", NAMESPACE, self._random.choice(existing))
 
     def _create(self) -> None:
+        """As on a cluster: ``oc apply`` of the manifest, then the router admitting the route, so the
+        demo's objects carry managedFields and the last-applied annotation as real ones do."""
         name = next(self._names)
-        self.api.create("routes", localapi.sample_route(name, NAMESPACE, f"{name}.{DOMAIN}"))
+        localapi.apply_route(self.api, localapi.sample_route(name, NAMESPACE, f"{name}.{DOMAIN}"))

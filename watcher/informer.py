@@ -13,8 +13,10 @@ interleaves with a watch event: what a resync hands over is never older than wha
 The cache keeps each
 object's JSON bytes, not a tree of dicts: enough for the relist diff (resourceVersion) and for the
 DELETED event of an object that vanished while we were blind, at a fraction of the memory. From a
-WATCH it keeps the very line that arrived, so an event costs one parse and no copy
-(``bench/watch_throughput.py`` measures the whole path; ``bench/cache_memory.py`` the cache).
+WATCH it keeps the very line that arrived, so an event costs one parse and no copy; a line carrying
+managedFields or the last-applied annotation is re-encoded once without them (``watcher.transform``,
+unless the watch keeps them). ``bench/watch_throughput.py`` measures the whole path;
+``bench/cache_memory.py`` the cache and the daemon's memory.
 """
 
 from __future__ import annotations
@@ -29,13 +31,14 @@ from typing import Any, NamedTuple, Optional, Protocol
 
 import orjson
 
-from watcher import errors, stream
+from watcher import errors, stream, transform
 from watcher.client import Client, ResourceInfo, WatchResponse
 from watcher.metrics import Metrics
 
 logger = logging.getLogger(__name__)
 
 RESYNC_SLICE = 1000  # objects a resync hands over per turn of the lock
+_MANAGED_FIELDS, _LAST_APPLIED = transform.MANAGED_FIELDS_KEY, transform.LAST_APPLIED_KEY
 
 
 class Item(NamedTuple):
@@ -128,6 +131,7 @@ class Informer:
         label_selector: Optional[str] = None,
         field_selector: Optional[str] = None,
         resync_period: float = 0.0,
+        keep_managed_fields: bool = False,
         tuning: Tuning = Tuning(),
     ) -> None:
         self.client = client
@@ -138,12 +142,16 @@ class Informer:
         self.label_selector = label_selector
         self.field_selector = field_selector
         self.resync_period = resync_period
+        # Unless kept, managedFields and the last-applied annotation never enter the cache, the
+        # queues or an event (``watcher.transform``): most of a typical object, read by no plugin.
+        self.strip = not keep_managed_fields
         self.tuning = tuning
         self.resource_version = ""
-        # uid -> (resourceVersion, JSON): what the relist diff and a DELETED for an object that
-        # vanished unseen need, at about the size of the JSON (a tree of dicts costs ~5x more). The
-        # JSON is the watch line that carried the object, or the object's own; see cached_object.
-        self.cache: dict[str, tuple[str, bytes]] = {}
+        # uid -> JSON: what the relist diff and a DELETED for an object that vanished unseen need, at
+        # about the size of the JSON (a tree of dicts costs ~5x more). The JSON is the watch line
+        # that carried the object, or the object's own (see cached_object); the relist finds the
+        # resourceVersion in it (same_version), so an entry costs no tuple and no second string.
+        self.cache: dict[str, bytes] = {}
         self._received = metrics.received
         self.ready = threading.Event()  # first LIST delivered and a WATCH connected
         self.last_activity = time.monotonic()  # for /healthz: the loop is not wedged
@@ -238,9 +246,9 @@ class Informer:
         dicts is ~5x its JSON). Only this thread writes the cache, so comparing against it while
         paging is safe.
         """
-        kind, api_version = self.info.kind, self.info.api_version
-        # key -> (resourceVersion, JSON if changed, namespace/name)
-        fresh: dict[str, tuple[str, Optional[bytes], str]] = {}
+        kind, api_version, strip = self.info.kind, self.info.api_version, self.strip
+        # key -> (JSON if changed, namespace/name)
+        fresh: dict[str, tuple[Optional[bytes], str]] = {}
         resource_version = ""
         for page in self.client.pages(
             self.info,
@@ -253,25 +261,26 @@ class Informer:
                 meta = item.get("metadata") or {}
                 key, rv = _key(meta), str(meta.get("resourceVersion", ""))
                 old = self.cache.get(key)
-                if old is not None and old[0] == rv:
-                    fresh[key] = (rv, None, "")
+                if old is not None and same_version(old, rv):
+                    fresh[key] = (None, "")
                     continue
                 # LIST items come without kind/apiVersion; plugins expect what a watch event carries.
                 item.setdefault("kind", kind)
                 item.setdefault("apiVersion", api_version)
-                fresh[key] = (rv, compact_json(item), _object_key(meta))
+                if strip:
+                    transform.strip(item)
+                fresh[key] = (compact_json(item), _object_key(meta))
             resource_version = page.resource_version
         with self._lock:
             changes: list[Change] = []
             gone = [key for key in self.cache if key not in fresh]
             for key in gone:
-                _, data = self.cache.pop(key)
-                changes.append(("DELETED", *_identify(key, data)))
-            for key, (rv, changed, object_key) in fresh.items():
+                changes.append(("DELETED", *_identify(key, self.cache.pop(key))))
+            for key, (changed, object_key) in fresh.items():
                 if changed is None:
                     continue
                 old = self.cache.get(key)
-                self.cache[key] = (rv, changed)
+                self.cache[key] = changed
                 changes.append(("ADDED" if old is None else "MODIFIED", object_key, Item(key, changed, None)))
             if changes:
                 self.sink(changes)
@@ -390,10 +399,14 @@ class Informer:
         rv = meta["resourceVersion"]
         uid = meta.get("uid")
         key = uid if uid and type(uid) is str else _key(meta)
+        # Only a line that carries them pays: the object without them, encoded once, replaces the
+        # line as what is cached and queued; the parsed object loses them in place.
+        if self.strip and (_MANAGED_FIELDS in line or _LAST_APPLIED in line) and transform.strip(obj):
+            line = compact_json(obj)
         if kind == "DELETED":
             self.cache.pop(key, None)
         else:
-            self.cache[key] = (rv, line)  # the line as it came: no copy, no second encoding
+            self.cache[key] = line  # the line as it came (unless stripped): no copy, no second encoding
         self.resource_version = rv
         changes.append((kind, _object_key(meta), new_item((key, line, obj))))
         return False
@@ -433,7 +446,7 @@ class Informer:
                 with self._lock:
                     cache = self.cache
                     changes: list[Change] = [
-                        ("SYNC", *_identify(key, cache[key][1]))
+                        ("SYNC", *_identify(key, cache[key]))
                         for key in keys[start : start + RESYNC_SLICE]
                         if key in cache
                     ]
@@ -445,6 +458,20 @@ def compact_json(obj: Any) -> bytes:
     """``orjson.dumps`` in bytes of its own size: orjson returns its output in the buffer it grew,
     8 KB for a 1.5 KB Route (tracemalloc), and a cache of 100,000 of those would cost 5x the JSON."""
     return bytes(memoryview(orjson.dumps(obj)))
+
+
+def same_version(data: bytes, rv: str) -> bool:
+    """Whether the cache entry ``data`` holds the object at resourceVersion ``rv``.
+
+    First a search of the bytes for ``"resourceVersion":"<rv>"``, as the API server (Go's
+    encoding/json) and orjson write it: resourceVersions are etcd revisions, one per write, so no
+    other field of the object (an Event's ``involvedObject``, say) carries the one this object's own
+    last write got. Only when that fails (the object changed, or JSON written with other spacing)
+    is the entry parsed to be sure: a relist parses only what changed.
+    """
+    if b'"resourceVersion":' + orjson.dumps(rv) in data:
+        return True
+    return str((cached_object(data).get("metadata") or {}).get("resourceVersion", "")) == rv
 
 
 def cached_object(data: bytes) -> dict[str, Any]:

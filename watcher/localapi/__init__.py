@@ -7,7 +7,8 @@ answered with 410 in-stream or as HTTP), GET/POST/PUT/PATCH/DELETE, RBAC denials
 
 Modules: ``api`` (the ``LocalAPI`` facade), ``server`` (HTTP and the REST verbs), ``watch`` (the
 streaming hot path), ``store`` (revisions and history), ``selectors``, ``patch``, ``status``,
-``listing`` (pages and continue tokens), ``resources`` (discovery), ``faults``, ``tls``.
+``listing`` (pages and continue tokens), ``resources`` (discovery), ``managed`` (managedFields as the
+field manager records them), ``faults``, ``tls``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from typing import Any
 from watcher.localapi.api import LocalAPI
 from watcher.localapi.faults import Fault, RequestRecord, Stats
 
-__all__ = ["Fault", "LocalAPI", "RequestRecord", "Stats", "sample_route"]
+__all__ = ["ROUTER", "Fault", "LocalAPI", "RequestRecord", "Stats", "apply_route", "sample_route"]
+
+ROUTER = "openshift-router"  # the manager of a Route's status.ingress on OpenShift
 
 
 def sample_route(name: str, namespace: str, host: str) -> dict[str, Any]:
@@ -48,3 +51,22 @@ def sample_route(name: str, namespace: str, host: str) -> dict[str, Any]:
             ]
         },
     }
+
+
+def apply_route(api: LocalAPI, route: dict[str, Any]) -> dict[str, Any]:
+    """Make ``route`` as it comes about on OpenShift: ``oc apply`` of the manifest without its status,
+    then the router admitting it through the status subresource. Two changes; the route then carries
+    two managedFields entries and the last-applied annotation, as on a cluster. Returns it."""
+    manifest = {k: v for k, v in route.items() if k != "status"}
+    applied = api.apply("routes", manifest)
+    if "status" not in route:
+        return applied
+    meta = applied["metadata"]
+    return api.patch(
+        "routes",
+        meta.get("namespace"),
+        meta["name"],
+        {"status": route["status"]},
+        manager=ROUTER,
+        subresource="status",
+    )

@@ -17,12 +17,14 @@ import threading
 from types import TracebackType
 from typing import Any, Optional
 
-from watcher.localapi import faults, patch, resources, server, store, tls, watch
+from watcher import errors
+from watcher.localapi import faults, managed, patch, resources, server, store, tls, watch
 from watcher.localapi.resources import ResourceType
 
 logger = logging.getLogger(__name__)
 
 _MAX_RECORDS = 50_000
+MANAGER = "localapi"  # the field manager of writes made through these methods, unless they name one
 
 
 class LocalAPI:
@@ -245,32 +247,77 @@ class LocalAPI:
     def resource_version(self) -> int:
         return self._store.rv
 
-    def create(self, resource: str, obj: dict[str, Any]) -> dict[str, Any]:
+    def create(self, resource: str, obj: dict[str, Any], *, manager: str = MANAGER) -> dict[str, Any]:
         """Store a new object (namespace from its metadata, default ``default``); 409 AlreadyExists as
         ``errors.Conflict`` on a duplicate."""
         rtype, new = self._rtype(resource), store.clone_object(obj)
         with self._store.cond:
-            stored = self._store.create(rtype, new)
+            stored = self._store.create(rtype, new, manager)
         return store.clone_object(stored)
 
-    def update(self, resource: str, obj: dict[str, Any]) -> dict[str, Any]:
+    def apply(self, resource: str, obj: dict[str, Any]) -> dict[str, Any]:
+        """What ``kubectl apply`` (client side) does with a manifest: the manifest goes into the
+        last-applied annotation, and the object is created, or merge-patched to the manifest, as
+        manager ``kubectl-client-side-apply``. (kubectl's three-way patch also removes what an older
+        manifest had and this one lacks; a merge patch keeps it.)"""
+        applied = store.clone_object(obj)
+        meta = store.metadata(applied)
+        annotations = meta["annotations"] = dict(meta.get("annotations") or {})
+        annotations[managed.LAST_APPLIED] = managed.last_applied(applied)
+        rtype = self._rtype(resource)
+        with self._store.cond:
+            namespace, name = self._namespace(rtype, meta.get("namespace")), str(meta.get("name", ""))
+            try:
+                self._store.get(rtype, namespace, name)
+            except errors.NotFound:
+                stored = self._store.create(rtype, applied, managed.CLIENT_SIDE_APPLY)
+            else:
+                stored = self._store.modify(
+                    rtype,
+                    namespace,
+                    name,
+                    lambda current: patch.merge(current, applied),
+                    manager=managed.CLIENT_SIDE_APPLY,
+                )
+        return store.clone_object(stored)
+
+    def update(self, resource: str, obj: dict[str, Any], *, manager: str = MANAGER) -> dict[str, Any]:
         """Full replace; a stale ``metadata.resourceVersion`` raises ``errors.Conflict``."""
         rtype, new = self._rtype(resource), store.clone_object(obj)
         meta = new.get("metadata") or {}
         with self._store.cond:
             stored = self._store.replace(
-                rtype, self._namespace(rtype, meta.get("namespace")), str(meta.get("name", "")), new
+                rtype,
+                self._namespace(rtype, meta.get("namespace")),
+                str(meta.get("name", "")),
+                new,
+                manager=manager,
             )
         return store.clone_object(stored)
 
     def patch(
-        self, resource: str, namespace: Optional[str], name: str, merge_patch: dict[str, Any]
+        self,
+        resource: str,
+        namespace: Optional[str],
+        name: str,
+        merge_patch: dict[str, Any],
+        *,
+        manager: str = MANAGER,
+        subresource: str = "",
     ) -> dict[str, Any]:
-        """RFC 7386 JSON merge patch."""
+        """RFC 7386 JSON merge patch; ``subresource="status"`` patches only the status, as a
+        controller does (the OpenShift router writes a Route's ``status.ingress`` so)."""
+        if subresource not in ("", "status"):
+            raise ValueError(f"the local API has no subresource {subresource!r}")
         rtype, document = self._rtype(resource), store.clone(merge_patch)
         with self._store.cond:
             stored = self._store.modify(
-                rtype, self._namespace(rtype, namespace), name, lambda obj: patch.merge(obj, document)
+                rtype,
+                self._namespace(rtype, namespace),
+                name,
+                lambda obj: patch.merge(obj, document),
+                subresource == "status",
+                manager,
             )
         return store.clone_object(stored)
 

@@ -24,7 +24,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import orjson
 
 from watcher import errors
-from watcher.localapi import faults, listing, patch, resources, selectors, status, store, watch
+from watcher.localapi import faults, listing, managed, patch, resources, selectors, status, store, watch
 from watcher.localapi.resources import ResourceType
 
 if TYPE_CHECKING:
@@ -365,6 +365,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         assert rtype is not None
         namespace = target.namespace or ""
         data = api._store
+        manager = managed.manager_for(query.get("fieldManager"), self.headers.get("User-Agent"))
         if target.verb == "list":
             api.stats.add("lists_served")
             stale = api.stale_lists_at
@@ -384,7 +385,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     )
                 meta["namespace"] = namespace
             with data.cond:
-                return 201, data.create(rtype, obj)
+                return 201, data.create(rtype, obj, manager)
         with data.cond:
             if target.verb == "get":
                 return 200, data.get(rtype, namespace, target.name)
@@ -392,10 +393,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 obj = self._json_body(body)
                 if not isinstance(obj, dict):
                     raise status.bad_request("the body of the request must be a JSON object")
-                return 200, data.replace(rtype, namespace, target.name, obj, target.subresource == "status")
+                return 200, data.replace(
+                    rtype, namespace, target.name, obj, target.subresource == "status", manager
+                )
             if target.verb == "patch":
                 return 200, data.modify(
-                    rtype, namespace, target.name, self._patcher(body), target.subresource == "status"
+                    rtype,
+                    namespace,
+                    target.name,
+                    self._patcher(body),
+                    target.subresource == "status",
+                    manager,
                 )
             if target.verb == "delete":
                 options = self._json_body(body) if body.strip() else {}

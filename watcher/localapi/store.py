@@ -20,7 +20,7 @@ from typing import Any, Optional
 
 import orjson
 
-from watcher.localapi import status
+from watcher.localapi import managed, status
 from watcher.localapi.resources import RESOURCES, ResourceType
 
 Obj = dict[str, Any]
@@ -216,8 +216,9 @@ class Store:
         meta["namespace"] = namespace
         return str(namespace)
 
-    def create(self, rtype: ResourceType, obj: Obj) -> Obj:
-        """``obj`` must be a private copy; it becomes the stored object."""
+    def create(self, rtype: ResourceType, obj: Obj, manager: str = managed.UNKNOWN) -> Obj:
+        """``obj`` must be a private copy; it becomes the stored object. ``manager`` is who writes it
+        (``managed.manager_for``), recorded in its managedFields."""
         meta = metadata(obj)
         if not meta.get("name") and meta.get("generateName"):
             meta["name"] = f"{meta['generateName']}{uuid.uuid4().hex[:5]}"
@@ -236,16 +237,24 @@ class Store:
         meta["resourceVersion"] = str(self.rv)
         meta["creationTimestamp"] = now()
         meta["generation"] = 1
+        managed.record(obj, None, manager, "", meta["creationTimestamp"])
         self._commit(rtype, key, namespace, "ADDED", obj, None)
         return obj
 
     def replace(
-        self, rtype: ResourceType, namespace: str, name: str, new: Obj, only_status: bool = False
+        self,
+        rtype: ResourceType,
+        namespace: str,
+        name: str,
+        new: Obj,
+        only_status: bool = False,
+        manager: str = managed.UNKNOWN,
     ) -> Obj:
         """Full update with optimistic concurrency when ``new`` carries a resourceVersion.
 
         A write that changes nothing gets no new revision and no event, as on the real server: plugins
-        that patch idempotently must not cause an endless MODIFIED loop.
+        that patch idempotently must not cause an endless MODIFIED loop. A body without managedFields
+        keeps the object's (a client that sends none has not asked to reset them).
         """
         old = self.get(rtype, namespace, name)
         meta = new["metadata"] = dict(metadata(new))  # ``new`` may share untouched parts with ``old``
@@ -276,12 +285,15 @@ class Store:
         else:
             meta.pop("namespace", None)
         new["kind"], new["apiVersion"] = rtype.kind, rtype.api_version
+        if meta.get("managedFields") is None and "managedFields" in old_meta:
+            meta["managedFields"] = old_meta["managedFields"]
         if new == old:
             return old
         if _body(new) != _body(old):
             meta["generation"] = int(old_meta.get("generation") or 1) + 1
         self.rv += 1
         meta["resourceVersion"] = str(self.rv)
+        managed.record(new, old, manager, "status" if only_status else "", now())
         self._commit(rtype, object_key(rtype, namespace, name), namespace, "MODIFIED", new, old)
         return new
 
@@ -292,6 +304,7 @@ class Store:
         name: str,
         mutate: Callable[[Obj], Obj],
         only_status: bool = False,
+        manager: str = managed.UNKNOWN,
     ) -> Obj:
         """Apply a patch function to the current object; a resourceVersion the patch sets is a
         precondition, as with the real server. ``mutate`` must return a new top-level dict and must not
@@ -300,7 +313,7 @@ class Store:
         new = mutate(old)
         if not isinstance(new, dict):
             raise status.bad_request("the patched object is not a JSON object")
-        return self.replace(rtype, namespace, name, new, only_status)
+        return self.replace(rtype, namespace, name, new, only_status, manager)
 
     def delete(
         self, rtype: ResourceType, namespace: str, name: str, preconditions: Optional[Obj] = None

@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 lock = threading.Lock()
 events: list[Seen] = []
 state: dict[str, dict[str, Any]] = {}
+handed: list[tuple[str, dict[str, Any]]] = []  # every (type, object) handed over, DELETED included
 closed = threading.Event()
 failed: dict[str, int] = {}  # name -> times raised
 
@@ -39,6 +40,7 @@ def handle_event(watcher: Any, event: Mapping[str, Any], config: Mapping[str, st
         time.sleep(float(config.get("sleep", "1")))
     with lock:
         events.append(seen)
+        handed.append((seen.type, obj))
         if config.get("fail_on") == seen.name:
             times = failed.get(seen.name, 0)
             if times < int(config.get("fail_times", "1000000000")):
