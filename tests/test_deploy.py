@@ -50,12 +50,14 @@ ALERT_STATE = {
     ("", "configmaps", "update", "event-watcher-alert-state"),
 }
 # What each kustomization may do, exactly: anything more is a least-privilege failure.
+# Posting Events on the objects the plugins act on (record_events, on by default): every variant.
+RECORD = {("", "events", verb, "*") for verb in ("create", "patch")}
 EXPECTED_GRANTS = {
-    "base": WATCH,
-    "openshift": WATCH,
-    "overlays/certs": WATCH | CERTS,
-    "overlays/leader-election": WATCH | LEASES,
-    "overlays/alert": EVENTS | ALERT_STATE,
+    "base": WATCH | RECORD,
+    "openshift": WATCH | RECORD,
+    "overlays/certs": WATCH | CERTS | RECORD,
+    "overlays/leader-election": WATCH | LEASES | RECORD,
+    "overlays/alert": EVENTS | ALERT_STATE | RECORD,
 }
 GROUPS = {"routes": "route.openshift.io", "events": ""}  # of the resources an overlay watches
 
@@ -349,6 +351,6 @@ def test_the_readme_overlay_combining_both_components_renders(kubectl: str, tmp_
     docs = [doc for doc in yaml.safe_load_all(out.stdout) if doc]
     for doc in docs:
         kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
-    assert grants(docs) == WATCH | CERTS | LEASES
+    assert grants(docs) == WATCH | CERTS | LEASES | RECORD
     assert one(docs, "Deployment")["spec"]["replicas"] == 2
     assert set(one(docs, "Secret")["data"]) == {"dns.key", "alertmanager-token", "acme-account.key"}
