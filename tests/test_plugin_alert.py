@@ -239,6 +239,18 @@ def test_json_webhook_payload(webhook: WebhookReceiver, started: Any) -> None:
     assert set(alert) == {"status", "labels", "annotations", "startsAt", "endsAt", "generatorURL"}
 
 
+def test_an_event_the_watcher_posted_itself_is_never_an_alert(webhook: WebhookReceiver, started: Any) -> None:
+    """watcher.record's Warning Events (e.g. IssuanceFailed on a route) must not feed back as alerts."""
+    started({"webhook_url": webhook.url})
+    ours = k8s_event("web-1", reason="FailedScheduling", message="0/3 nodes are available.")
+    ours["source"] = {"component": "event-watcher", "host": "event-watcher-5d9c"}
+    ours["reportingComponent"] = "event-watcher"
+    assert handle("ADDED", ours) is None
+    handle("ADDED", k8s_event("web-2", reason="FailedScheduling", message="0/3 nodes are available."))
+    (request,) = webhook.wait_for(1)  # only the scheduler's Event
+    assert [a["labels"]["name"] for a in request.body["alerts"]] == ["web-2"]
+
+
 def test_slack_webhook_payload(webhook: WebhookReceiver, started: Any) -> None:
     started({"webhook_url": webhook.url + "/services/T0/B0/x", "webhook_format": "slack"})
     handle(

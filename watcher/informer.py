@@ -214,7 +214,7 @@ class Informer:
         """Every cached object, parsed: what a plugin's sweep compares the outside world with. The
         entries are copied under the lock and parsed outside it, so the watch waits for a copy only."""
         with self._lock:
-            entries = [data for _, data in self.cache.values()]
+            entries = list(self.cache.values())
         return [cached_object(data) for data in entries]
 
     def interrupt(self) -> None:

@@ -77,6 +77,14 @@ class _Bucket:
         self.updated = now
 
 
+def posted_by_us(event: Mapping[str, Any]) -> bool:
+    """Whether a Kubernetes Event was posted by an Event Watcher (``watcher.record``): the alert
+    plugin skips those, so that what the watcher says never feeds back into a watch of Events."""
+    source = event.get("source")
+    component = source.get("component") if isinstance(source, Mapping) else None
+    return COMPONENT in (component, event.get("reportingComponent"), event.get("reportingController"))
+
+
 def reference(obj: Mapping[str, Any]) -> dict[str, str]:
     """The ``involvedObject`` for ``obj``: kind, apiVersion, namespace, name, uid, resourceVersion."""
     meta = obj.get("metadata") or {}

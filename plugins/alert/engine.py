@@ -14,6 +14,8 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Callable, Optional
 
+from watcher import recorder
+
 from . import alerts, rules, sinks
 
 logger = logging.getLogger(__name__)
@@ -112,8 +114,8 @@ class AlertEngine:
 
     def _handle(self, event: Mapping[str, Any]) -> Optional[tuple[str, str]]:
         event_type, obj = event.get("type"), event.get("object")
-        if event_type not in WATCH_TYPES or not isinstance(obj, Mapping):
-            return None
+        if event_type not in WATCH_TYPES or not isinstance(obj, Mapping) or recorder.posted_by_us(obj):
+            return None  # an Event the watcher posted itself must not come back as an alert
         now, wall = self._clock(), self._wall()
         source = alerts.source_of(obj)
         subject = alerts.subject_of(obj)
