@@ -231,6 +231,7 @@ def test_every_key_is_read_from_env_and_from_ini(layers: Layers, tmp_path: Path)
         "log_level": ("warn", "WARNING"),
         "log_format": ("JSON", "json"),
         "metrics_port": ("0", 0),
+        "metrics_address": ("[::1]", "::1"),
         "leader_election": ("on", True),
         "leader_election_name": ("my-lease", "my-lease"),
         "shutdown_grace": ("12.5", 12.5),
@@ -248,6 +249,18 @@ def test_every_key_is_read_from_env_and_from_ini(layers: Layers, tmp_path: Path)
         assert s_ini.sources[name] == "ini", name
     s = layers.load({**BASE_ENV, "K8S_TOKEN_FILE": str(token_file)})
     assert s.token_file == str(token_file)
+
+
+def test_metrics_listen_on_loopback_off_a_pod_and_on_every_interface_in_one(layers: Layers) -> None:
+    env = {**BASE_ENV, "K8S_TOKEN": TOKEN}
+    s = layers.load(env)
+    assert (s.metrics_address, s.sources["metrics_address"]) == ("127.0.0.1", "default")
+    s = layers.load({**env, "KUBERNETES_SERVICE_HOST": "172.30.0.1"})
+    assert (s.metrics_address, s.sources["metrics_address"]) == ("0.0.0.0", "serviceaccount")
+    s = layers.load({**env, "KUBERNETES_SERVICE_HOST": "172.30.0.1", "WATCHER_METRICS_ADDRESS": "10.0.0.5"})
+    assert (s.metrics_address, s.sources["metrics_address"]) == ("10.0.0.5", "env")
+    with pytest.raises(errors.ConfigError, match="WATCHER_METRICS_ADDRESS: expected an IP address"):
+        layers.load({**env, "WATCHER_METRICS_ADDRESS": "everywhere"})
 
 
 def test_empty_env_value_counts_as_unset(layers: Layers) -> None:

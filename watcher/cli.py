@@ -231,10 +231,17 @@ def serve(settings: config.Settings, *, demo: Any = None) -> int:
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     server = None
     try:
-        server = health.start(settings.metrics_port, app.probes, app.metrics.registry)
+        server = health.start(
+            settings.metrics_port,
+            app.probes,
+            app.metrics.registry,
+            host=settings.metrics_address,
+            any_port_if_busy=demo is not None and settings.sources.get("metrics_port") == "default",
+        )
         app.start()
         if demo is not None:
             demo.start_driver()
+            demo.show_the_way(server.url if server is not None else None)
         worker = threading.Thread(target=app.run, name="informer", daemon=True)
         worker.start()
         while worker.is_alive() and not app.stop_event.is_set():

@@ -111,6 +111,9 @@ KEYS: tuple[Key, ...] = (
         "text, or json for one JSON object per line"),
     Key("metrics_port", "WATCHER_METRICS_PORT", "metrics_port", parse.port, 8080,
         "port of the /metrics and health endpoints; 0 disables"),
+    Key("metrics_address", "WATCHER_METRICS_ADDRESS", "metrics_address", parse.address, "127.0.0.1",
+        "address the /metrics and health endpoints listen on; default: 0.0.0.0 in a pod (where the "
+        "kubelet probes the pod IP), else 127.0.0.1"),
     Key("leader_election", "WATCHER_LEADER_ELECTION", "leader_election", parse.flag, False,
         "true: only the replica holding the Lease watches"),
     Key("leader_election_name", "WATCHER_LEADER_ELECTION_NAME", "leader_election_name", parse.lease_name,
@@ -171,6 +174,7 @@ class Settings:
     log_level: str = "INFO"
     log_format: str = "text"
     metrics_port: int = 8080
+    metrics_address: str = "127.0.0.1"
     leader_election: bool = False
     leader_election_name: str = "event-watcher"
     shutdown_grace: float = 20.0
@@ -330,6 +334,7 @@ def load(
             label += f" ($env:{variable})"
         offers.add(_BY_INI[ini_key].name, _Candidate("ini", label, raw=value, hidden=bool(variable)))
     _serviceaccount(serviceaccount_dir, env, offers, problems)
+    _pod_defaults(env, offers)
     if kube is not None:
         _kubeconfig(kube, offers)
 
@@ -549,6 +554,14 @@ def _serviceaccount(directory: str, env: Mapping[str, str], offers: _Offers, pro
                 "serviceaccount", "KUBERNETES_SERVICE_HOST/KUBERNETES_SERVICE_PORT", raw=f"{address}:{port}"
             ),
         )
+
+
+def _pod_defaults(env: Mapping[str, str], offers: _Offers) -> None:
+    """In a pod (the kubelet sets KUBERNETES_SERVICE_HOST in every one) the probes come from the node
+    to the pod IP: listen on every interface. Elsewhere, a laptop: only on loopback."""
+    if env.get("KUBERNETES_SERVICE_HOST", "").strip():
+        everywhere = _Candidate("serviceaccount", "KUBERNETES_SERVICE_HOST", value="0.0.0.0")
+        offers.add("metrics_address", everywhere)
 
 
 def _kubeconfig(kube: kubeconfig.KubeContext, offers: _Offers) -> None:

@@ -261,6 +261,17 @@ def port(value: str, label: str) -> int:
     return number
 
 
+def address(value: str, label: str) -> str:
+    """An IP address to listen on (``0.0.0.0``: every interface, ``127.0.0.1``: this machine only)."""
+    text = value.strip().strip("[]")
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise ValueError(
+            f"{label}: expected an IP address to listen on such as 127.0.0.1 or 0.0.0.0, got {shown(value)}"
+        ) from None
+
+
 def lease_name(value: str, label: str) -> str:
     name = value.strip()
     if len(name) > 253 or not _DNS_SUBDOMAIN.match(name):
