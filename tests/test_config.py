@@ -821,3 +821,23 @@ def test_any_input_gives_settings_or_a_clean_config_error(
         assert s.resource and s.endpoint
         text = config.render(s)
         assert TOKEN not in text and TOKEN not in repr(s)
+
+
+def test_plugin_keys_come_from_the_environment_for_plugins_in_the_chain(layers: Layers) -> None:
+    ini = layers.ini(
+        "[global]\nwatcher_plugin = my_hook, plugin_simple\n\n[plugin_my_hook]\na = ini\nb = ini\n"
+    )
+    env = {
+        **BASE_ENV,
+        "K8S_TOKEN": TOKEN,
+        "WATCHER_PLUGIN_MY_HOOK_B": "env",
+        "WATCHER_PLUGIN_MY_HOOK_MAX_TRIES": "3",
+        "WATCHER_PLUGIN_SIMPLE_MESSAGE_LOG_LEVEL": "DEBUG",
+        "WATCHER_PLUGIN_OTHER_X": "not in the chain",
+    }
+    s = layers.load(env, ini)
+    assert dict(s.plugin_config("my_hook")) == {"a": "ini", "b": "env", "max_tries": "3"}
+    assert dict(s.plugin_config("plugin_simple")) == {"message_log_level": "DEBUG"}
+    assert "other" not in s.plugin_configs
+    shown = config.render(s)
+    assert "b = env  (env WATCHER_PLUGIN_MY_HOOK_B)" in shown and "a = ini  (ini)" in shown

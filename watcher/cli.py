@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any, NoReturn, Optional
 
@@ -246,7 +247,12 @@ def serve(settings: config.Settings, *, demo: Any = None) -> int:
         worker.start()
         while worker.is_alive() and not app.stop_event.is_set():
             worker.join(0.5)
-        worker.join(STOP_GRACE + settings.shutdown_grace)  # with leader election it waits for the calls
+        # With leader election it waits for the calls. A signal that came while the WATCH was being
+        # opened found no stream to abort: interrupt again until the worker has left it.
+        deadline = time.monotonic() + STOP_GRACE + settings.shutdown_grace
+        while worker.is_alive() and time.monotonic() < deadline:
+            app.stop()
+            worker.join(0.5)
         return errors.EXIT_OK
     finally:
         app.close()

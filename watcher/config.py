@@ -186,6 +186,9 @@ class Settings:
     unknown_keys: tuple[str, ...] = ()  # [global] keys nobody reads: cli logs a WARNING naming them
     unknown_sections: tuple[str, ...] = ()  # sections that are neither [global] nor [plugin_<name>]
     env_references: tuple[tuple[str, str, str], ...] = ()  # (section, key, env var) of `$env:` values
+    plugin_env: tuple[
+        tuple[str, str, str], ...
+    ] = ()  # (section, key, env var) of WATCHER_PLUGIN_<NAME>_<KEY>
 
     def __repr__(self) -> str:
         """Like the dataclass repr (secret fields left out), and values pulled in with $env: hidden."""
@@ -375,13 +378,16 @@ def load(
 
     legacy_oapi = _split_resource_and_group(values, sources, problems)
     _validate(values, sources, kube, offers, problems)
-    plugin_configs = ini.plugin_sections(env, problems)
+    plugin_configs, plugin_env = _plugin_env(
+        env, values.get("plugins") or (), ini.plugin_sections(env, problems)
+    )
     problems.raise_if_any()
 
     return Settings(
         **{name: values[name] for name in values if name in Settings.__dataclass_fields__},
         legacy_oapi=legacy_oapi,
         plugin_configs=plugin_configs,
+        plugin_env=plugin_env,
         sources=types.MappingProxyType(dict(sources)),
         config_file=ini.path,
         kubeconfig_context=(
@@ -554,6 +560,33 @@ def _serviceaccount(directory: str, env: Mapping[str, str], offers: _Offers, pro
                 "serviceaccount", "KUBERNETES_SERVICE_HOST/KUBERNETES_SERVICE_PORT", raw=f"{address}:{port}"
             ),
         )
+
+
+def plugin_env_prefix(plugin: str) -> str:
+    """``WATCHER_PLUGIN_HELLO_`` for plugin ``hello`` (the seed's ``plugin_hello`` too)."""
+    if plugin.startswith(PLUGIN_SECTION_PREFIX):
+        plugin = plugin[len(PLUGIN_SECTION_PREFIX) :]
+    return "WATCHER_PLUGIN_" + "".join(c if c.isalnum() else "_" for c in plugin.upper()) + "_"
+
+
+def _plugin_env(
+    env: Mapping[str, str], chain: tuple[str, ...], sections: Mapping[str, Mapping[str, str]]
+) -> tuple[Mapping[str, Mapping[str, str]], tuple[tuple[str, str, str], ...]]:
+    """``[plugin_<name>]`` keys from the environment, over the ini's: ``WATCHER_PLUGIN_HELLO_GREETING``
+    sets ``greeting`` of plugin ``hello`` in the chain (a container is configured by env alone). Only
+    plugins in the chain are looked for, so a plugin name with an underscore splits unambiguously."""
+    merged = {name: dict(values) for name, values in sections.items()}
+    found: list[tuple[str, str, str]] = []
+    for plugin in chain:
+        prefix = plugin_env_prefix(plugin)
+        section = plugin[len(PLUGIN_SECTION_PREFIX) :] if plugin.startswith(PLUGIN_SECTION_PREFIX) else plugin
+        for variable, value in sorted(env.items()):
+            if variable.startswith(prefix) and len(variable) > len(prefix):
+                key = variable[len(prefix) :].lower()
+                merged.setdefault(section, {})[key] = value
+                found.append((f"{PLUGIN_SECTION_PREFIX}{section}", key, variable))
+    frozen = types.MappingProxyType({name: types.MappingProxyType(v) for name, v in merged.items()})
+    return frozen, tuple(found)
 
 
 def _pod_defaults(env: Mapping[str, str], offers: _Offers) -> None:
@@ -768,14 +801,18 @@ def render(settings: Settings) -> str:
     for name, section in sorted(settings.plugin_configs.items()):
         lines.append(f"[{PLUGIN_SECTION_PREFIX}{name}]")
         section_name = f"{PLUGIN_SECTION_PREFIX}{name}"
+        from_env = {(sec, key): var for sec, key, var in settings.plugin_env}
         for option, value in section.items():
+            source = (
+                f"env {from_env[(section_name, option)]}" if (section_name, option) in from_env else "ini"
+            )
             if referenced.get((section_name, option)):
                 shown = f"<from ${referenced[(section_name, option)]}>"
             elif option.lower() in SECRET_OPTIONS or any(word in option.lower() for word in SECRET_WORDS):
                 shown = REDACTED
             else:
                 shown = _one_line(value)
-            lines.append(f"{option} = {shown}  (ini)")
+            lines.append(f"{option} = {shown}  ({source})")
     return "\n".join(lines)
 
 
