@@ -224,3 +224,20 @@ def test_demo_shows_plugin_output(tmp_path: Path, proc_cleanup: list[subprocess.
     proc.send_signal(signal.SIGINT)
     proc.communicate(timeout=20)
     assert proc.returncode == 0
+
+
+@pytest.mark.parametrize("args", [["--version"], ["--demo"], []])
+def test_a_python_without_the_dependencies_gets_one_line_saying_what_to_install(
+    tmp_path: Path, args: list[str]
+) -> None:
+    # -S: no site-packages, as with a fresh clone run by a system Python that has none of them.
+    result = subprocess.run(
+        [sys.executable, "-S", str(ROOT / "watch.py"), *args],
+        env=clean_env(tmp_path),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert_one_line_error(result, errors.EXIT_USAGE, "is not installed", "pip install")
+    assert result.stderr.count("\n") == 1, result.stderr
