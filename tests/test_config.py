@@ -672,6 +672,31 @@ def test_render_shows_sources_and_redacts_every_secret(layers: Layers) -> None:
         assert any(line.startswith(f"{key.ini} = ") for line in lines), key.ini
 
 
+def test_render_redacts_what_plugins_declare_and_every_url_with_userinfo(layers: Layers) -> None:
+    ini = layers.ini(
+        f"""
+        [plugin_certs]
+        key_type = ec
+        ipa_password = {OTHER_TOKEN}
+        sentry_dsn = https://public:{OTHER_TOKEN}@sentry.example.test/1
+        [plugin_mine]
+        api_key = {OTHER_TOKEN}
+        proxy = http://me:{OTHER_TOKEN}@proxy.example.test:3128
+        endpoint = https://api.example.test/v1
+        """
+    )
+    s = layers.load({**BASE_ENV, "K8S_TOKEN": TOKEN}, ini)
+    declared = {"certs": frozenset({"ipa_password"}), "mine": None}
+    lines = config.render(s, declared).splitlines()
+    assert OTHER_TOKEN not in "\n".join(lines)
+    assert "key_type = ec  (ini)" in lines, "declared: a key that only looks like a secret is shown"
+    assert "ipa_password = <redacted>  (ini)" in lines
+    assert "sentry_dsn = <redacted>  (ini)" in lines, "a URL with userinfo, whatever its key"
+    assert "api_key = <redacted>  (ini)" in lines, "undeclared: guessed from the name"
+    assert "proxy = <redacted>  (ini)" in lines
+    assert OTHER_TOKEN in " ".join(config.plugin_secret_values(s)), "the log filter hides them too"
+
+
 def test_kubeconfig_secrets_stay_out_of_render_and_repr(layers: Layers) -> None:
     key_pem = b"-----BEGIN PRIVATE KEY-----\nPRIVATEKEYMATERIAL\n-----END PRIVATE KEY-----\n"
     user = {

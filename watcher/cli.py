@@ -204,7 +204,7 @@ def _main(args: argparse.Namespace) -> int:
         for section in settings.unknown_sections:
             logger.warning("Ignoring unknown section [%s] in the config file.", section)
         if args.check_config:
-            print(config.render(settings))
+            print(config.render(settings, dispatch.secret_keys(settings)))
             return errors.EXIT_OK
         return serve(settings, demo=demo)
     except errors.WatcherError as e:
@@ -265,6 +265,7 @@ def serve(settings: config.Settings, *, demo: Any = None) -> int:
 def _secrets(settings: config.Settings) -> list[str]:
     """Everything the log must never show, read fresh because token files rotate."""
     found = [settings.token] if settings.token else []
+    found += config.plugin_secret_values(settings)
     if settings.token_file:
         try:
             with open(settings.token_file, encoding="utf-8") as f:

@@ -40,10 +40,10 @@ PLUGIN_SECTION_PREFIX = "plugin_"
 ENV_REFERENCE_PREFIX = "$env:"
 REDACTED = "<redacted>"
 SOURCES = ("env", "ini", "serviceaccount", "kubeconfig", "default")
-# Plugin keys whose values are hidden by ``render``: they hold passwords, TSIG secrets, API keys.
-SECRET_WORDS = ("password", "secret", "token", "key")
-# Plugin options that are secrets without saying so: a Slack-style webhook URL carries its credential.
-SECRET_OPTIONS = ("webhook_url", "alertmanager_url")
+# For a plugin that does not declare its SECRET_KEYS (or could not be imported to ask): option names
+# that may hold a password, a TSIG secret, an API key, or a URL that is its own credential (a
+# Slack-style webhook, a Sentry DSN). A plugin's declaration replaces the guess.
+SECRET_WORDS = ("password", "secret", "token", "key", "url", "dsn", "credential")
 
 
 # --- the table ---------------------------------------------------------------------------------------
@@ -767,8 +767,34 @@ def _unreadable(path: str, must_have_content: bool = False) -> Optional[str]:
 # --- --check-config ---------------------------------------------------------------------------------
 
 
-def render(settings: Settings) -> str:
-    """The effective settings, one ``key = value  (source)`` line each, secrets replaced by <redacted>."""
+def is_secret_option(option: str, value: str, declared: Optional[frozenset[str]]) -> bool:
+    """What a plugin option's value must never be shown as: a URL with user:password whatever its key,
+    the keys the plugin declares secret (``SECRET_KEYS``), else those whose name suggests a secret."""
+    if parse.has_userinfo(value):
+        return True
+    if declared is not None:
+        return option in declared
+    # *_file keys name a file that holds the secret: the path is not one.
+    return not option.endswith("_file") and any(word in option.lower() for word in SECRET_WORDS)
+
+
+def plugin_secret_values(settings: Settings) -> list[str]:
+    """Plugin option values the log must never show (see ``is_secret_option``; no declarations here:
+    the log filter is set up before the plugins are imported, and hiding too much there is harmless)."""
+    return [
+        value
+        for section in settings.plugin_configs.values()
+        for option, value in section.items()
+        if value and is_secret_option(option, value, None)
+    ]
+
+
+def render(settings: Settings, secret_keys: Optional[Mapping[str, Optional[frozenset[str]]]] = None) -> str:
+    """The effective settings, one ``key = value  (source)`` line each, secrets replaced by <redacted>.
+
+    ``secret_keys``: per plugin (section name), the keys it declares secret, None when it declares
+    none (or could not be imported to ask)."""
+    secret_keys = secret_keys or {}
     lines = [f"# config file: {settings.config_file or '(none)'}"]
     if settings.kubeconfig_context:
         lines.append(f"# kubeconfig context: {settings.kubeconfig_context}")
@@ -808,7 +834,7 @@ def render(settings: Settings) -> str:
             )
             if referenced.get((section_name, option)):
                 shown = f"<from ${referenced[(section_name, option)]}>"
-            elif option.lower() in SECRET_OPTIONS or any(word in option.lower() for word in SECRET_WORDS):
+            elif is_secret_option(option, value, secret_keys.get(name)):
                 shown = REDACTED
             else:
                 shown = _one_line(value)

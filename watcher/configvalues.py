@@ -49,6 +49,18 @@ def shown(value: str) -> str:
 # --- parsers: (raw string, label for messages) -> value; ValueError carries the whole message -------
 
 
+def has_userinfo(value: str) -> bool:
+    """``https://user:pw@host/...`` (a Sentry DSN, a proxy URL): the value carries its own credential."""
+    text = value.strip()
+    if "://" not in text:
+        return False
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        return True  # cannot tell: treat as secret
+    return "@" in parts.netloc
+
+
 def text(value: str, label: str) -> str:
     return value.strip()
 
