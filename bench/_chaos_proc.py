@@ -23,10 +23,8 @@ from typing import IO, Any, Optional
 from bench._common import ROOT
 from bench.plugins.count import status_kb
 
-# watch.py's three lines, plus the loopback bind for /metrics (a module attribute, not a setting).
-LAUNCHER = (
-    "from watcher import health\nhealth.DEFAULT_HOST = '127.0.0.1'\nfrom watcher.cli import main\nmain()\n"
-)
+# watch.py's three lines (off a pod, /metrics listens on 127.0.0.1 by default).
+LAUNCHER = "from watcher.cli import main\nmain()\n"
 
 
 def free_port() -> int:

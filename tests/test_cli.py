@@ -129,6 +129,26 @@ def test_check_config_shows_sources_and_hides_the_token(tmp_path: Path) -> None:
     assert "https://api.example.test:6443" in result.stdout
 
 
+def test_check_config_redacts_what_the_plugins_declare_secret_and_urls_with_userinfo(tmp_path: Path) -> None:
+    password = "IpaPasswordValue0123456789"
+    SECRETS.add(password)
+    ini = tmp_path / "config.ini"
+    ini.write_text(
+        "[global]\nk8s_resource = routes\nk8s_namespace = ns\nwatcher_plugin = simple, certs\n"
+        f"[plugin_certs]\nkey_type = ec\nipa_password = {password}\n"
+        f"sentry_dsn = https://public:{password}@sentry.example.test/1\n"
+    )
+    result = run(
+        ["--config", str(ini), "--check-config"],
+        clean_env(tmp_path, K8S_API_ENDPOINT="api.example.test:6443", K8S_TOKEN="t" * 20),
+    )
+    assert result.returncode == 0, result.stderr
+    assert password not in result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert "key_type = ec  (ini)" in lines  # certs declares its secrets: no guessing from the name
+    assert "ipa_password = <redacted>  (ini)" in lines and "sentry_dsn = <redacted>  (ini)" in lines
+
+
 def watcher_env(api: LocalAPI, tmp_path: Path, **extra: str) -> dict[str, str]:
     token_file = tmp_path / "token"
     token_file.write_text(api.token)
@@ -224,3 +244,20 @@ def test_demo_shows_plugin_output(tmp_path: Path, proc_cleanup: list[subprocess.
     proc.send_signal(signal.SIGINT)
     proc.communicate(timeout=20)
     assert proc.returncode == 0
+
+
+@pytest.mark.parametrize("args", [["--version"], ["--demo"], []])
+def test_a_python_without_the_dependencies_gets_one_line_saying_what_to_install(
+    tmp_path: Path, args: list[str]
+) -> None:
+    # -S: no site-packages, as with a fresh clone run by a system Python that has none of them.
+    result = subprocess.run(
+        [sys.executable, "-S", str(ROOT / "watch.py"), *args],
+        env=clean_env(tmp_path),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert_one_line_error(result, errors.EXIT_USAGE, "is not installed", "pip install")
+    assert result.stderr.count("\n") == 1, result.stderr

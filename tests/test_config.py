@@ -232,6 +232,7 @@ def test_every_key_is_read_from_env_and_from_ini(layers: Layers, tmp_path: Path)
         "log_level": ("warn", "WARNING"),
         "log_format": ("JSON", "json"),
         "metrics_port": ("0", 0),
+        "metrics_address": ("[::1]", "::1"),
         "leader_election": ("on", True),
         "leader_election_name": ("my-lease", "my-lease"),
         "shutdown_grace": ("12.5", 12.5),
@@ -250,6 +251,18 @@ def test_every_key_is_read_from_env_and_from_ini(layers: Layers, tmp_path: Path)
         assert s_ini.sources[name] == "ini", name
     s = layers.load({**BASE_ENV, "K8S_TOKEN_FILE": str(token_file)})
     assert s.token_file == str(token_file)
+
+
+def test_metrics_listen_on_loopback_off_a_pod_and_on_every_interface_in_one(layers: Layers) -> None:
+    env = {**BASE_ENV, "K8S_TOKEN": TOKEN}
+    s = layers.load(env)
+    assert (s.metrics_address, s.sources["metrics_address"]) == ("127.0.0.1", "default")
+    s = layers.load({**env, "KUBERNETES_SERVICE_HOST": "172.30.0.1"})
+    assert (s.metrics_address, s.sources["metrics_address"]) == ("0.0.0.0", "serviceaccount")
+    s = layers.load({**env, "KUBERNETES_SERVICE_HOST": "172.30.0.1", "WATCHER_METRICS_ADDRESS": "10.0.0.5"})
+    assert (s.metrics_address, s.sources["metrics_address"]) == ("10.0.0.5", "env")
+    with pytest.raises(errors.ConfigError, match="WATCHER_METRICS_ADDRESS: expected an IP address"):
+        layers.load({**env, "WATCHER_METRICS_ADDRESS": "everywhere"})
 
 
 def test_empty_env_value_counts_as_unset(layers: Layers) -> None:
@@ -661,6 +674,31 @@ def test_render_shows_sources_and_redacts_every_secret(layers: Layers) -> None:
         assert any(line.startswith(f"{key.ini} = ") for line in lines), key.ini
 
 
+def test_render_redacts_what_plugins_declare_and_every_url_with_userinfo(layers: Layers) -> None:
+    ini = layers.ini(
+        f"""
+        [plugin_certs]
+        key_type = ec
+        ipa_password = {OTHER_TOKEN}
+        sentry_dsn = https://public:{OTHER_TOKEN}@sentry.example.test/1
+        [plugin_mine]
+        api_key = {OTHER_TOKEN}
+        proxy = http://me:{OTHER_TOKEN}@proxy.example.test:3128
+        endpoint = https://api.example.test/v1
+        """
+    )
+    s = layers.load({**BASE_ENV, "K8S_TOKEN": TOKEN}, ini)
+    declared = {"certs": frozenset({"ipa_password"}), "mine": None}
+    lines = config.render(s, declared).splitlines()
+    assert OTHER_TOKEN not in "\n".join(lines)
+    assert "key_type = ec  (ini)" in lines, "declared: a key that only looks like a secret is shown"
+    assert "ipa_password = <redacted>  (ini)" in lines
+    assert "sentry_dsn = <redacted>  (ini)" in lines, "a URL with userinfo, whatever its key"
+    assert "api_key = <redacted>  (ini)" in lines, "undeclared: guessed from the name"
+    assert "proxy = <redacted>  (ini)" in lines
+    assert OTHER_TOKEN in " ".join(config.plugin_secret_values(s)), "the log filter hides them too"
+
+
 def test_kubeconfig_secrets_stay_out_of_render_and_repr(layers: Layers) -> None:
     key_pem = b"-----BEGIN PRIVATE KEY-----\nPRIVATEKEYMATERIAL\n-----END PRIVATE KEY-----\n"
     user = {
@@ -810,3 +848,23 @@ def test_any_input_gives_settings_or_a_clean_config_error(
         assert s.resource and s.endpoint
         text = config.render(s)
         assert TOKEN not in text and TOKEN not in repr(s)
+
+
+def test_plugin_keys_come_from_the_environment_for_plugins_in_the_chain(layers: Layers) -> None:
+    ini = layers.ini(
+        "[global]\nwatcher_plugin = my_hook, plugin_simple\n\n[plugin_my_hook]\na = ini\nb = ini\n"
+    )
+    env = {
+        **BASE_ENV,
+        "K8S_TOKEN": TOKEN,
+        "WATCHER_PLUGIN_MY_HOOK_B": "env",
+        "WATCHER_PLUGIN_MY_HOOK_MAX_TRIES": "3",
+        "WATCHER_PLUGIN_SIMPLE_MESSAGE_LOG_LEVEL": "DEBUG",
+        "WATCHER_PLUGIN_OTHER_X": "not in the chain",
+    }
+    s = layers.load(env, ini)
+    assert dict(s.plugin_config("my_hook")) == {"a": "ini", "b": "env", "max_tries": "3"}
+    assert dict(s.plugin_config("plugin_simple")) == {"message_log_level": "DEBUG"}
+    assert "other" not in s.plugin_configs
+    shown = config.render(s)
+    assert "b = env  (env WATCHER_PLUGIN_MY_HOOK_B)" in shown and "a = ini  (ini)" in shown

@@ -312,8 +312,7 @@ def test_two_watchers_in_process_one_dispatches_and_a_clean_stop_hands_over(
 
 LAUNCHER = (
     "import sys\n"
-    "from watcher import health, leader\n"
-    "health.DEFAULT_HOST = '127.0.0.1'\n"
+    "from watcher import leader\n"
     "leader.DEFAULT_TIMING = leader.Timing({lease}, {renew}, {retry})\n"
     "from watcher.cli import main\n"
     "main(sys.argv[1:])\n"

@@ -13,6 +13,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any, NoReturn, Optional
 
@@ -214,7 +215,7 @@ def _main(args: argparse.Namespace) -> int:
         for section in settings.unknown_sections:
             logger.warning("Ignoring unknown section [%s] in the config file.", section)
         if args.check_config:
-            print(config.render(settings))
+            print(config.render(settings, dispatch.secret_keys(settings)))
             return errors.EXIT_OK
         return serve(settings, demo=demo)
     except errors.WatcherError as e:
@@ -242,15 +243,27 @@ def serve(settings: config.Settings, *, demo: Any = None) -> int:
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     server = None
     try:
-        server = health.start(settings.metrics_port, app.probes, app.metrics.registry)
+        server = health.start(
+            settings.metrics_port,
+            app.probes,
+            app.metrics.registry,
+            host=settings.metrics_address,
+            any_port_if_busy=demo is not None and settings.sources.get("metrics_port") == "default",
+        )
         app.start()
         if demo is not None:
             demo.start_driver()
+            demo.show_the_way(server.url if server is not None else None)
         worker = threading.Thread(target=app.run, name="informer", daemon=True)
         worker.start()
         while worker.is_alive() and not app.stop_event.is_set():
             worker.join(0.5)
-        worker.join(STOP_GRACE + settings.shutdown_grace)  # with leader election it waits for the calls
+        # With leader election it waits for the calls. A signal that came while the WATCH was being
+        # opened found no stream to abort: interrupt again until the worker has left it.
+        deadline = time.monotonic() + STOP_GRACE + settings.shutdown_grace
+        while worker.is_alive() and time.monotonic() < deadline:
+            app.stop()
+            worker.join(0.5)
         return errors.EXIT_OK
     finally:
         app.close()
@@ -263,6 +276,7 @@ def serve(settings: config.Settings, *, demo: Any = None) -> int:
 def _secrets(settings: config.Settings) -> list[str]:
     """Everything the log must never show, read fresh because token files rotate."""
     found = [settings.token] if settings.token else []
+    found += config.plugin_secret_values(settings)
     if settings.token_file:
         try:
             with open(settings.token_file, encoding="utf-8") as f:

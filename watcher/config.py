@@ -40,10 +40,10 @@ PLUGIN_SECTION_PREFIX = "plugin_"
 ENV_REFERENCE_PREFIX = "$env:"
 REDACTED = "<redacted>"
 SOURCES = ("env", "ini", "serviceaccount", "kubeconfig", "default")
-# Plugin keys whose values are hidden by ``render``: they hold passwords, TSIG secrets, API keys.
-SECRET_WORDS = ("password", "secret", "token", "key")
-# Plugin options that are secrets without saying so: a Slack-style webhook URL carries its credential.
-SECRET_OPTIONS = ("webhook_url", "alertmanager_url")
+# For a plugin that does not declare its SECRET_KEYS (or could not be imported to ask): option names
+# that may hold a password, a TSIG secret, an API key, or a URL that is its own credential (a
+# Slack-style webhook, a Sentry DSN). A plugin's declaration replaces the guess.
+SECRET_WORDS = ("password", "secret", "token", "key", "url", "dsn", "credential")
 
 
 # --- the table ---------------------------------------------------------------------------------------
@@ -114,6 +114,9 @@ KEYS: tuple[Key, ...] = (
         "text, or json for one JSON object per line"),
     Key("metrics_port", "WATCHER_METRICS_PORT", "metrics_port", parse.port, 8080,
         "port of the /metrics and health endpoints; 0 disables"),
+    Key("metrics_address", "WATCHER_METRICS_ADDRESS", "metrics_address", parse.address, "127.0.0.1",
+        "address the /metrics and health endpoints listen on; default: 0.0.0.0 in a pod (where the "
+        "kubelet probes the pod IP), else 127.0.0.1"),
     Key("leader_election", "WATCHER_LEADER_ELECTION", "leader_election", parse.flag, False,
         "true: only the replica holding the Lease watches"),
     Key("leader_election_name", "WATCHER_LEADER_ELECTION_NAME", "leader_election_name", parse.lease_name,
@@ -178,6 +181,7 @@ class Settings:
     log_level: str = "INFO"
     log_format: str = "text"
     metrics_port: int = 8080
+    metrics_address: str = "127.0.0.1"
     leader_election: bool = False
     leader_election_name: str = "event-watcher"
     shutdown_grace: float = 20.0
@@ -190,6 +194,9 @@ class Settings:
     unknown_keys: tuple[str, ...] = ()  # [global] keys nobody reads: cli logs a WARNING naming them
     unknown_sections: tuple[str, ...] = ()  # sections that are neither [global] nor [plugin_<name>]
     env_references: tuple[tuple[str, str, str], ...] = ()  # (section, key, env var) of `$env:` values
+    plugin_env: tuple[
+        tuple[str, str, str], ...
+    ] = ()  # (section, key, env var) of WATCHER_PLUGIN_<NAME>_<KEY>
 
     def __repr__(self) -> str:
         """Like the dataclass repr (secret fields left out), and values pulled in with $env: hidden."""
@@ -338,6 +345,7 @@ def load(
             label += f" ($env:{variable})"
         offers.add(_BY_INI[ini_key].name, _Candidate("ini", label, raw=value, hidden=bool(variable)))
     _serviceaccount(serviceaccount_dir, env, offers, problems)
+    _pod_defaults(env, offers)
     if kube is not None:
         _kubeconfig(kube, offers)
 
@@ -378,13 +386,16 @@ def load(
 
     legacy_oapi = _split_resource_and_group(values, sources, problems)
     _validate(values, sources, kube, offers, problems)
-    plugin_configs = ini.plugin_sections(env, problems)
+    plugin_configs, plugin_env = _plugin_env(
+        env, values.get("plugins") or (), ini.plugin_sections(env, problems)
+    )
     problems.raise_if_any()
 
     return Settings(
         **{name: values[name] for name in values if name in Settings.__dataclass_fields__},
         legacy_oapi=legacy_oapi,
         plugin_configs=plugin_configs,
+        plugin_env=plugin_env,
         sources=types.MappingProxyType(dict(sources)),
         config_file=ini.path,
         kubeconfig_context=(
@@ -559,6 +570,41 @@ def _serviceaccount(directory: str, env: Mapping[str, str], offers: _Offers, pro
         )
 
 
+def plugin_env_prefix(plugin: str) -> str:
+    """``WATCHER_PLUGIN_HELLO_`` for plugin ``hello`` (the seed's ``plugin_hello`` too)."""
+    if plugin.startswith(PLUGIN_SECTION_PREFIX):
+        plugin = plugin[len(PLUGIN_SECTION_PREFIX) :]
+    return "WATCHER_PLUGIN_" + "".join(c if c.isalnum() else "_" for c in plugin.upper()) + "_"
+
+
+def _plugin_env(
+    env: Mapping[str, str], chain: tuple[str, ...], sections: Mapping[str, Mapping[str, str]]
+) -> tuple[Mapping[str, Mapping[str, str]], tuple[tuple[str, str, str], ...]]:
+    """``[plugin_<name>]`` keys from the environment, over the ini's: ``WATCHER_PLUGIN_HELLO_GREETING``
+    sets ``greeting`` of plugin ``hello`` in the chain (a container is configured by env alone). Only
+    plugins in the chain are looked for, so a plugin name with an underscore splits unambiguously."""
+    merged = {name: dict(values) for name, values in sections.items()}
+    found: list[tuple[str, str, str]] = []
+    for plugin in chain:
+        prefix = plugin_env_prefix(plugin)
+        section = plugin[len(PLUGIN_SECTION_PREFIX) :] if plugin.startswith(PLUGIN_SECTION_PREFIX) else plugin
+        for variable, value in sorted(env.items()):
+            if variable.startswith(prefix) and len(variable) > len(prefix):
+                key = variable[len(prefix) :].lower()
+                merged.setdefault(section, {})[key] = value
+                found.append((f"{PLUGIN_SECTION_PREFIX}{section}", key, variable))
+    frozen = types.MappingProxyType({name: types.MappingProxyType(v) for name, v in merged.items()})
+    return frozen, tuple(found)
+
+
+def _pod_defaults(env: Mapping[str, str], offers: _Offers) -> None:
+    """In a pod (the kubelet sets KUBERNETES_SERVICE_HOST in every one) the probes come from the node
+    to the pod IP: listen on every interface. Elsewhere, a laptop: only on loopback."""
+    if env.get("KUBERNETES_SERVICE_HOST", "").strip():
+        everywhere = _Candidate("serviceaccount", "KUBERNETES_SERVICE_HOST", value="0.0.0.0")
+        offers.add("metrics_address", everywhere)
+
+
 def _kubeconfig(kube: kubeconfig.KubeContext, offers: _Offers) -> None:
     label = f"kubeconfig {kube.path} (context {kube.context!r})"
 
@@ -729,8 +775,34 @@ def _unreadable(path: str, must_have_content: bool = False) -> Optional[str]:
 # --- --check-config ---------------------------------------------------------------------------------
 
 
-def render(settings: Settings) -> str:
-    """The effective settings, one ``key = value  (source)`` line each, secrets replaced by <redacted>."""
+def is_secret_option(option: str, value: str, declared: Optional[frozenset[str]]) -> bool:
+    """What a plugin option's value must never be shown as: a URL with user:password whatever its key,
+    the keys the plugin declares secret (``SECRET_KEYS``), else those whose name suggests a secret."""
+    if parse.has_userinfo(value):
+        return True
+    if declared is not None:
+        return option in declared
+    # *_file keys name a file that holds the secret: the path is not one.
+    return not option.endswith("_file") and any(word in option.lower() for word in SECRET_WORDS)
+
+
+def plugin_secret_values(settings: Settings) -> list[str]:
+    """Plugin option values the log must never show (see ``is_secret_option``; no declarations here:
+    the log filter is set up before the plugins are imported, and hiding too much there is harmless)."""
+    return [
+        value
+        for section in settings.plugin_configs.values()
+        for option, value in section.items()
+        if value and is_secret_option(option, value, None)
+    ]
+
+
+def render(settings: Settings, secret_keys: Optional[Mapping[str, Optional[frozenset[str]]]] = None) -> str:
+    """The effective settings, one ``key = value  (source)`` line each, secrets replaced by <redacted>.
+
+    ``secret_keys``: per plugin (section name), the keys it declares secret, None when it declares
+    none (or could not be imported to ask)."""
+    secret_keys = secret_keys or {}
     lines = [f"# config file: {settings.config_file or '(none)'}"]
     if settings.kubeconfig_context:
         lines.append(f"# kubeconfig context: {settings.kubeconfig_context}")
@@ -763,14 +835,18 @@ def render(settings: Settings) -> str:
     for name, section in sorted(settings.plugin_configs.items()):
         lines.append(f"[{PLUGIN_SECTION_PREFIX}{name}]")
         section_name = f"{PLUGIN_SECTION_PREFIX}{name}"
+        from_env = {(sec, key): var for sec, key, var in settings.plugin_env}
         for option, value in section.items():
+            source = (
+                f"env {from_env[(section_name, option)]}" if (section_name, option) in from_env else "ini"
+            )
             if referenced.get((section_name, option)):
                 shown = f"<from ${referenced[(section_name, option)]}>"
-            elif option.lower() in SECRET_OPTIONS or any(word in option.lower() for word in SECRET_WORDS):
+            elif is_secret_option(option, value, secret_keys.get(name)):
                 shown = REDACTED
             else:
                 shown = _one_line(value)
-            lines.append(f"{option} = {shown}  (ini)")
+            lines.append(f"{option} = {shown}  ({source})")
     return "\n".join(lines)
 
 

@@ -49,6 +49,18 @@ def shown(value: str) -> str:
 # --- parsers: (raw string, label for messages) -> value; ValueError carries the whole message -------
 
 
+def has_userinfo(value: str) -> bool:
+    """``https://user:pw@host/...`` (a Sentry DSN, a proxy URL): the value carries its own credential."""
+    text = value.strip()
+    if "://" not in text:
+        return False
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        return True  # cannot tell: treat as secret
+    return "@" in parts.netloc
+
+
 def text(value: str, label: str) -> str:
     return value.strip()
 
@@ -259,6 +271,17 @@ def port(value: str, label: str) -> int:
     if not 0 <= number <= 65535:
         raise ValueError(f"{label}: expected a port number from 0 to 65535, got {shown(value)}")
     return number
+
+
+def address(value: str, label: str) -> str:
+    """An IP address to listen on (``0.0.0.0``: every interface, ``127.0.0.1``: this machine only)."""
+    text = value.strip().strip("[]")
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise ValueError(
+            f"{label}: expected an IP address to listen on such as 127.0.0.1 or 0.0.0.0, got {shown(value)}"
+        ) from None
 
 
 def lease_name(value: str, label: str) -> str:

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import Optional
 
 from watcher import localapi
+from watcher.localapi import clientconfig
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +33,7 @@ class Demo:
         self.api = localapi.LocalAPI()
         self._tmp = tempfile.TemporaryDirectory(prefix="event-watcher-demo-")
         self.home = self._tmp.name
+        self.kubeconfig = ""  # written by start()
         self._stop = threading.Event()
         self._driver: Optional[threading.Thread] = None
         self._names = (f"app{i}" for i in itertools.count(1))
@@ -41,13 +43,24 @@ class Demo:
         self.api.start()
         for _ in range(self.initial_routes):
             self._create()
+        self.kubeconfig = clientconfig.write(self.api, os.path.join(self.home, "kubeconfig"), NAMESPACE)
         logger.info(
-            "Demo: a local API server runs at %s with %d routes in namespace %s.",
+            "Demo: a local API server runs at %s with %d routes in namespace %s",
             self.api.url,
             self.initial_routes,
             NAMESPACE,
         )
         return self
+
+    def show_the_way(self, metrics_url: Optional[str]) -> None:
+        """Once everything listens: how to look at the demo from outside, one copyable line each (no
+        full stop glued to a URL or a path: kubectl and shells would take it as part of it)."""
+        logger.info("Demo: to watch the same routes with kubectl, in another shell run")
+        logger.info("    export KUBECONFIG=%s", self.kubeconfig)
+        logger.info("    kubectl get routes -A -w")
+        if metrics_url:
+            logger.info("Demo: metrics at %s/metrics and readiness at %s/readyz", metrics_url, metrics_url)
+        logger.info("Demo: Ctrl-C to stop")
 
     def environ(self, environ: Mapping[str, str]) -> dict[str, str]:
         """The caller's environment with the connection pointed at the local API server."""

@@ -222,6 +222,30 @@ def _check_contract(name: str, module: ModuleType, origin: str) -> None:
             ) from None
 
 
+def declared_secrets(module: ModuleType) -> Optional[frozenset[str]]:
+    """The plugin's ``SECRET_KEYS``: the options of its section whose values are secrets (shown as
+    <redacted> by --check-config); None when it declares none."""
+    declared = getattr(module, "SECRET_KEYS", None)
+    if declared is None:
+        return None
+    if isinstance(declared, str) or not all(isinstance(key, str) for key in declared):
+        raise errors.PluginError("SECRET_KEYS must be a sequence of option names")
+    return frozenset(declared)
+
+
+def secret_keys(settings: Settings) -> dict[str, Optional[frozenset[str]]]:
+    """Per plugin of the chain (by section name), what it declares secret; a plugin that cannot be
+    imported declares nothing, and --check-config then guesses by option names."""
+    found: dict[str, Optional[frozenset[str]]] = {}
+    for name in settings.plugins:
+        section = name[len("plugin_") :] if name.startswith("plugin_") else name
+        try:
+            found[section] = declared_secrets(find(name, settings.plugin_path)[0])
+        except errors.PluginError:
+            found[section] = None
+    return found
+
+
 def load(settings: Settings) -> list[Plugin]:
     plugins = []
     for name in settings.plugins:

@@ -21,8 +21,10 @@ Liveness and readiness mean different things and restart different problems:
 
 from __future__ import annotations
 
+import errno
 import http.server
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -36,10 +38,6 @@ from watcher import errors
 logger = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
-
-# All interfaces: the kubelet probes the pod IP. A module attribute, not a setting, so that tests that
-# launch the real CLI can keep it on 127.0.0.1.
-DEFAULT_HOST = "0.0.0.0"
 
 # The classic text format. prometheus-client 0.22+ labels its output "version=1.0.0" by default; our
 # metric names are all classic ones, so the body is the same, and 0.0.4 is what every scraper knows.
@@ -178,6 +176,8 @@ class _Server(http.server.ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], probes: Probes, registry: CollectorRegistry) -> None:
         self.probes = probes
         self.registry = registry
+        if ":" in address[0]:  # metrics_address = :: (every IPv6 interface) or another IPv6 address
+            self.address_family = socket.AF_INET6
         super().__init__(address, _Handler)
 
 
@@ -185,16 +185,22 @@ class HealthServer:
     """The HTTP listener on a daemon thread; ``port`` 0 in the constructor picks a free one (tests)."""
 
     def __init__(
-        self, probes: Probes, registry: CollectorRegistry, *, host: str = "0.0.0.0", port: int = 8080
+        self, probes: Probes, registry: CollectorRegistry, *, host: str = "127.0.0.1", port: int = 8080
     ):
         self._server = _Server((host, port), probes, registry)
         self.host = host
         self.port = int(self._server.server_address[1])
         self._thread = threading.Thread(target=self._server.serve_forever, name="health", daemon=True)
 
+    @property
+    def url(self) -> str:
+        """Where to point a browser or curl; kept copyable (no punctuation glued to it in the log)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
     def start(self) -> HealthServer:
         self._thread.start()
-        logger.info("Serving /healthz, /readyz and /metrics on %s:%d.", self.host, self.port)
+        logger.info("Serving /healthz, /readyz and /metrics at %s", self.url)
         return self
 
     def stop(self) -> None:
@@ -204,18 +210,36 @@ class HealthServer:
 
 
 def start(
-    metrics_port: int, probes: Probes, registry: CollectorRegistry, *, host: Optional[str] = None
+    metrics_port: int,
+    probes: Probes,
+    registry: CollectorRegistry,
+    *,
+    host: str = "127.0.0.1",
+    any_port_if_busy: bool = False,
 ) -> Optional[HealthServer]:
-    """The server for ``Settings.metrics_port``; None when it is 0 (disabled)."""
-    host = host if host is not None else DEFAULT_HOST
+    """The server for ``Settings.metrics_port``; None when it is 0 (disabled).
+
+    ``any_port_if_busy``: a port nobody chose (``--demo`` on the default) that is taken gives way to
+    a free one, said in the log, instead of stopping a newcomer's first run."""
     if metrics_port == 0:
         logger.info("metrics_port is 0: no /healthz, /readyz or /metrics endpoint.")
         return None
     try:
         return HealthServer(probes, registry, host=host, port=metrics_port).start()
     except OSError as e:
+        if any_port_if_busy and e.errno == errno.EADDRINUSE:
+            server = HealthServer(probes, registry, host=host, port=0)
+            logger.warning(
+                "Port %d is taken; serving the probes and /metrics on port %d instead "
+                "(WATCHER_METRICS_PORT chooses one).",
+                metrics_port,
+                server.port,
+            )
+            return server.start()
         raise errors.ConfigError(
-            f"cannot listen on {host}:{metrics_port} for /metrics: {e.strerror or e}"
+            f"cannot listen on {host}:{metrics_port} for /metrics and the probes: {e.strerror or e} "
+            "(set WATCHER_METRICS_PORT / metrics_port to another port, 0 to disable, or "
+            "WATCHER_METRICS_ADDRESS / metrics_address)"
         ) from None
 
 

@@ -13,6 +13,9 @@ from . import engine, memory, paths, rules, settings, sinks
 
 __all__ = ["close", "handle_event", "init", "state", "sweep"]
 
+# Values --check-config shows as <redacted>: a Slack-style webhook URL is its own credential.
+SECRET_KEYS = ("webhook_url", "alertmanager_url")
+
 logger = logging.getLogger(__name__)
 
 # The running engine, for tests and operators: ``state.failures`` counts sends that failed.

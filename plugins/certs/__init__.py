@@ -19,6 +19,9 @@ from .controller import Controller
 
 __all__ = ["close", "handle_event", "init", "sweep"]
 
+# Values --check-config shows as <redacted> (the core reads this declaration).
+SECRET_KEYS = ("ipa_password", "dns_key_secret")
+
 logger = logging.getLogger(__name__)
 
 _controller: Optional[Controller] = None

@@ -16,6 +16,9 @@ from .plugin import DNSPlugin
 
 __all__ = ["close", "handle_event", "init"]
 
+# Values --check-config shows as <redacted> (the core reads this declaration).
+SECRET_KEYS = ("dns_key_secret",)
+
 _plugin: Optional[DNSPlugin] = None
 
 

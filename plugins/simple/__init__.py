@@ -9,6 +9,9 @@ from collections.abc import Mapping
 from typing import Any, Optional
 
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# What the core reads: every key of [plugin_simple] (others are reported as typos), none of them secret.
+KEYS = ("message_log_level",)
+SECRET_KEYS: tuple[str, ...] = ()
 
 
 def init(watcher: Any, config: Mapping[str, str]) -> None:

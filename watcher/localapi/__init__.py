@@ -3,12 +3,15 @@
 HTTPS on 127.0.0.1 with a CA it generates, bearer-token auth (rotatable), discovery for core v1,
 route.openshift.io/v1 and coordination.k8s.io/v1, LIST with pagination over consistent snapshots,
 WATCH with real resourceVersion semantics (one global counter, bookmarks, timeoutSeconds, compaction
-answered with 410 in-stream or as HTTP), GET/POST/PUT/PATCH/DELETE, RBAC denials and fault injection.
+answered with 410 in-stream or as HTTP), GET/POST/PUT/PATCH/DELETE, RBAC denials and fault injection;
+and what ``kubectl`` needs of a server: Table output, implied namespaces, an OpenAPI v3 index.
 
 Modules: ``api`` (the ``LocalAPI`` facade), ``server`` (HTTP and the REST verbs), ``watch`` (the
 streaming hot path), ``store`` (revisions and history), ``selectors``, ``patch``, ``status``,
 ``listing`` (pages and continue tokens), ``resources`` (discovery), ``managed`` (managedFields as the
-field manager records them), ``faults``, ``tls``.
+field manager records them), ``faults``, ``tls``; for kubectl: ``table`` (server-side printing),
+``namespaces`` (implied by the objects in them), ``openapi``, ``clientconfig`` (a kubeconfig for the
+server).
 """
 
 from __future__ import annotations

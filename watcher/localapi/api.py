@@ -85,7 +85,7 @@ class LocalAPI:
             self.host_port = f"127.0.0.1:{self.port}"
             self.url = f"https://{self.host_port}"
             self._serve()
-        logger.info("Local API: serving on %s.", self.url)
+        logger.info("Local API: serving at %s", self.url)
         return self
 
     def _serve(self) -> None:

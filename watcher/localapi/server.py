@@ -24,7 +24,20 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import orjson
 
 from watcher import errors
-from watcher.localapi import faults, listing, managed, patch, resources, selectors, status, store, watch
+from watcher.localapi import (
+    faults,
+    listing,
+    managed,
+    namespaces,
+    openapi,
+    patch,
+    resources,
+    selectors,
+    status,
+    store,
+    table,
+    watch,
+)
 from watcher.localapi.resources import ResourceType
 
 if TYPE_CHECKING:
@@ -122,9 +135,11 @@ def _discovery(parts: list[str]) -> Any:
         return dict(resources.VERSION)
     if parts in (["healthz"], ["readyz"], ["livez"]):
         return b"ok"
+    if parts[:2] == ["openapi", "v3"]:
+        return openapi.lookup(parts)
     if not parts:
         return {
-            "paths": ["/api", "/api/v1", "/apis", "/healthz", "/livez", "/readyz", "/version"]
+            "paths": ["/api", "/api/v1", "/apis", "/healthz", "/livez", "/openapi/v3", "/readyz", "/version"]
             + [f"/apis/{g}/{v}" for g, v in resources.GROUPS]
         }
     return None
@@ -247,6 +262,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 self._watch(target, query, fault, record)
                 return
             code, payload = self._execute(target, query, body)
+            payload = self._as_table(target, query, payload)
         except errors.APIError as exc:
             code, payload = exc.status, status.body(exc)
             if exc.retry_after is not None:
@@ -262,6 +278,18 @@ class Handler(http.server.BaseHTTPRequestHandler):
         record(code)
         logger.debug("Local API: %s %s answered %d.", self.command, url.path, code)
         self._respond(code, data, content_type, extra, fault)
+
+    def _as_table(self, target: Target, query: dict[str, str], payload: Any) -> Any:
+        """GET and LIST answered as the ``meta.k8s.io`` Table ``kubectl get`` asks for (see table.py)."""
+        version = table.wanted(self.headers.get("Accept", ""))
+        if (
+            version is None
+            or target.rtype is None
+            or target.verb not in ("get", "list")
+            or target.subresource
+        ):
+            return payload
+        return table.from_payload(target.rtype, payload, table.include_object(query), version)
 
     def _raise_for(self, fault: faults.Fault, verb: str, query: dict[str, str]) -> None:
         if fault.kind == "status":
@@ -371,7 +399,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
             stale = api.stale_lists_at
             if stale is not None and query.get("resourceVersion", "") in ("", "0"):
                 query = {**query, "resourceVersion": str(stale), "resourceVersionMatch": "Exact"}
-            return 200, listing.list_payload(data, rtype, target.namespace, query)
+            payload = listing.list_payload(data, rtype, target.namespace, query)
+            if rtype is namespaces.NAMESPACES:
+                payload = namespaces.add_implied(data, payload, query)
+            return 200, payload
+        if target.verb == "get" and rtype is namespaces.NAMESPACES and not target.subresource:
+            return 200, namespaces.get(data, target.name)
         if target.verb == "create":
             obj = self._json_body(body)
             if not isinstance(obj, dict):
@@ -495,9 +528,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
         logger.debug("Local API: a watch on %s opened from resourceVersion %r.", rtype.qualified, rv_param)
         conn = self.connection
         kind = fault.kind if fault else ""
-        writer = watch.ChunkWriter(
+        writer: Any = watch.ChunkWriter(
             conn, api._stopping, fault.seconds if kind == "trickle" and fault else None
         )
+        as_table = table.wanted(self.headers.get("Accept", ""))
+        if as_table is not None:  # kubectl get -w
+            writer = table.TableWatchWriter(writer, rtype, table.include_object(query), as_table)
         try:
             conn.sendall(head)
             if expired is not None:
