@@ -225,7 +225,7 @@ def test_every_key_is_read_from_env_and_from_ini(layers: Layers, tmp_path: Path)
         "field_selector": ("metadata.name=x", "metadata.name=x"),
         "insecure_skip_tls_verify": ("YES", True),
         "plugins": (" simple , dns ", ("simple", "dns")),
-        "plugin_path": (f"/a{os.pathsep}{os.pathsep}/b", ("/a", "/b")),
+        "plugin_path": (f"{tmp_path}{os.pathsep}{os.pathsep}/", (str(tmp_path), "/")),
         "resync_period": ("2.5", 2.5),
         "keep_managed_fields": ("true", True),
         "watch_timeout": ("60", 60.0),

@@ -210,10 +210,8 @@ def _main(args: argparse.Namespace) -> int:
             environ, places = demo.environ(environ), demo.places()
         settings = config.load(environ, args.config, **places)
         logsetup.configure(settings.log_level, settings.log_format, secrets=lambda: _secrets(settings))
-        for key in settings.unknown_keys:
-            logger.warning("Ignoring unknown setting %r in the config file.", key)
-        for section in settings.unknown_sections:
-            logger.warning("Ignoring unknown section [%s] in the config file.", section)
+        for note in settings.notes:
+            logger.warning("Ignoring %s.", note)
         if args.check_config:
             print(config.render(settings, dispatch.secret_keys(settings)))
             return errors.EXIT_OK

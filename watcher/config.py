@@ -20,6 +20,7 @@ the most specific first) so a user fixes a bad config in one go. No message ever
 from __future__ import annotations
 
 import configparser
+import difflib
 import os
 import types
 from collections.abc import Mapping
@@ -193,6 +194,7 @@ class Settings:
     kubeconfig_context: Optional[str] = None  # "context in file" when the kubeconfig layer was used
     unknown_keys: tuple[str, ...] = ()  # [global] keys nobody reads: cli logs a WARNING naming them
     unknown_sections: tuple[str, ...] = ()  # sections that are neither [global] nor [plugin_<name>]
+    notes: tuple[str, ...] = ()  # those, and unused sections and env vars, as sentences with "did you mean"
     env_references: tuple[tuple[str, str, str], ...] = ()  # (section, key, env var) of `$env:` values
     plugin_env: tuple[
         tuple[str, str, str], ...
@@ -285,10 +287,14 @@ class _Problems:
         if setting:
             self.failed.add(setting)
 
-    def raise_if_any(self, cls: type[errors.ConfigError] = errors.ConfigError) -> None:
+    def raise_if_any(
+        self, cls: type[errors.ConfigError] = errors.ConfigError, hints: tuple[str, ...] = ()
+    ) -> None:
+        """``hints`` (typos that likely caused the problems) come first, with the exit code of the
+        most specific problem, so a missing k8s_resource is explained by the k8s_resourse next to it."""
         if self.items:
             ordered = sorted(self.items, key=lambda item: self._RANK.get(item[0], len(self._RANK)))
-            raise cls(ordered)
+            raise cls([(ordered[0][0], hint) for hint in hints] + ordered)
 
 
 def _hide_value(message: str, raw: str, label: str) -> str:
@@ -389,7 +395,9 @@ def load(
     plugin_configs, plugin_env = _plugin_env(
         env, values.get("plugins") or (), ini.plugin_sections(env, problems)
     )
-    problems.raise_if_any()
+    notes = _unknown_notes(ini, env, values.get("plugins") or ())
+    _check_plugin_path(values.get("plugin_path") or (), sources, offers, problems)
+    problems.raise_if_any(hints=tuple(note for note in notes if "did you mean" in note))
 
     return Settings(
         **{name: values[name] for name in values if name in Settings.__dataclass_fields__},
@@ -405,6 +413,7 @@ def load(
         ),
         unknown_keys=ini.unknown_keys(),
         unknown_sections=ini.unknown_sections(),
+        notes=notes,
         env_references=tuple(sorted((s, k, v) for (s, k), v in ini.references.items())),
     )
 
@@ -568,6 +577,54 @@ def _serviceaccount(directory: str, env: Mapping[str, str], offers: _Offers, pro
                 "serviceaccount", "KUBERNETES_SERVICE_HOST/KUBERNETES_SERVICE_PORT", raw=f"{address}:{port}"
             ),
         )
+
+
+def _did_you_mean(word: str, choices: Any) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.7)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+def _unknown_notes(ini: _Ini, env: Mapping[str, str], chain: tuple[str, ...]) -> tuple[str, ...]:
+    """Whatever nobody will read: unknown [global] keys, sections of plugins not in the chain, and
+    K8S_*/WATCHER_* variables that are no setting; each named with its likely intended spelling."""
+    notes = [
+        f"unknown key {key} in [{GLOBAL_SECTION}] of {ini.path}{_did_you_mean(key, _BY_INI)}"
+        for key in ini.unknown_keys()
+    ]
+    sections = [PLUGIN_SECTION_PREFIX + p for p in chain]
+    notes += [
+        f"unknown section [{name}] in {ini.path}{_did_you_mean(name, sections)}"
+        for name in ini.unknown_sections()
+    ]
+    in_chain = {p[len(PLUGIN_SECTION_PREFIX) :] if p.startswith(PLUGIN_SECTION_PREFIX) else p for p in chain}
+    if ini.parser is not None:
+        for name in ini.parser.sections():
+            plugin = name[len(PLUGIN_SECTION_PREFIX) :]
+            if name.startswith(PLUGIN_SECTION_PREFIX) and plugin and plugin not in in_chain:
+                hint = _did_you_mean(name, [PLUGIN_SECTION_PREFIX + p for p in sorted(in_chain)])
+                notes.append(
+                    f"section [{name}] in {ini.path} is for plugin {plugin}, which is not in the chain "
+                    f"(watcher_plugin = {', '.join(chain)}){hint}"
+                )
+    known_env = {key.env for key in KEYS} | {CONFIG_FILE_ENV}
+    prefixes = tuple(plugin_env_prefix(p) for p in chain)
+    for variable in sorted(env):
+        ours = variable.startswith(("K8S_", "WATCHER_")) and not variable.startswith(prefixes)
+        if ours and variable not in known_env:
+            notes.append(f"unknown environment variable {variable}{_did_you_mean(variable, known_env)}")
+    return tuple(notes)
+
+
+def _check_plugin_path(
+    paths: tuple[str, ...], sources: Mapping[str, str], offers: _Offers, problems: _Problems
+) -> None:
+    """A plugin directory that does not exist is a typo, not an empty directory."""
+    for directory in paths:
+        if not os.path.isdir(directory):
+            label = _label(offers, "plugin_path", sources)
+            problems.add(
+                errors.EXIT_USAGE, f"{label}: the plugin directory {directory} does not exist", "plugin_path"
+            )
 
 
 def plugin_env_prefix(plugin: str) -> str:

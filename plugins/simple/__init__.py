@@ -9,8 +9,7 @@ from collections.abc import Mapping
 from typing import Any, Optional
 
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-# What the core reads: every key of [plugin_simple] (others are reported as typos), none of them secret.
-KEYS = ("message_log_level",)
+# What the core reads (--check-config redaction): none of its keys is secret.
 SECRET_KEYS: tuple[str, ...] = ()
 
 
