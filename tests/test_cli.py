@@ -106,6 +106,17 @@ def test_bad_configuration_exits_with_its_code(
     assert_one_line_error(run([], clean_env(tmp_path, **env)), code, needle)
 
 
+def test_a_typo_in_a_key_is_named_before_the_missing_key_it_causes(tmp_path: Path) -> None:
+    ini = tmp_path / "config.ini"
+    ini.write_text("[global]\nk8s_resourse = routes\nk8s_api_endpoint = https://127.0.0.1:1\nk8s_token = x\n")
+    result = run(["--config", str(ini), "--check-config"], clean_env(tmp_path))
+    assert result.returncode == errors.EXIT_RESOURCE, result.stderr
+    line = result.stderr.strip()
+    assert "\n" not in line and "Traceback" not in line
+    assert line.index("unknown key k8s_resourse") < line.index("no resource to watch")
+    assert "did you mean k8s_resource?" in line
+
+
 def test_unreadable_config_file_exits_2(tmp_path: Path) -> None:
     assert_one_line_error(
         run(["--config", str(tmp_path / "missing.ini")], clean_env(tmp_path)),
