@@ -37,6 +37,8 @@ import dns.rdtypes.ANY.TXT
 import dns.resolver
 import dns.tsig
 import dns.update
+import dns.xfr
+import dns.zone
 
 from watcher import errors
 
@@ -57,6 +59,8 @@ ALGORITHMS: Mapping[str, dns.name.Name] = {
 DEFAULT_ALGORITHM = "hmac-sha256"
 DEFAULT_PORT = 53
 DEFAULT_TIMEOUT = 5.0
+# A whole zone by AXFR: tens of thousands of records take well under a second on a LAN; a minute is ample.
+TRANSFER_LIFETIME = 60.0
 
 
 # --- keys ------------------------------------------------------------------------------------------
@@ -434,51 +438,72 @@ def _exchange(
     message: dns.message.Message, server: DNSServer, *, zone: str, what: str, tcp: bool
 ) -> dns.message.Message:
     """Send one message and classify every way it can fail; returns only NOERROR/NXDOMAIN answers."""
-    where = f"{server.host}:{server.port}"
-
-    def fail(rcode: str, transient: bool, error: type[DNSUpdateError] = DNSUpdateError) -> DNSUpdateError:
-        return error(
-            f"{what} at {where} failed: {rcode}, {explain(rcode)}.",
-            rcode=rcode,
-            zone=zone,
-            transient=transient,
-        )
-
     address = _address(server.host, zone)
-    try:
+
+    def ask() -> dns.message.Message:
         if tcp:
-            response = dns.query.tcp(message, address, port=server.port, timeout=server.timeout)
-        else:
-            response, _ = dns.query.udp_with_fallback(
-                message, address, port=server.port, timeout=server.timeout
-            )
-    except dns.tsig.PeerBadKey:
-        raise fail("BADKEY", False) from None
-    except dns.tsig.PeerBadSignature:
-        raise fail("BADSIG", False) from None
-    except dns.tsig.PeerBadTime:
-        raise fail("BADTIME", False) from None
-    except dns.tsig.PeerBadTruncation:
-        raise fail("BADTRUNC", False) from None
-    except dns.exception.Timeout:
-        raise fail("TIMEOUT", True) from None
-    except (ConnectionError, EOFError, OSError) as e:
-        # Refused, reset, closed mid-answer, network unreachable: the server is down or restarting.
-        logger.debug("%s at %s: %s", what, where, e)
-        raise fail("UNREACHABLE", True) from None
-    except dns.exception.DNSException as e:
-        # A malformed or unexpected answer (e.g. unsigned when we signed): not something a retry fixes.
-        raise DNSUpdateError(
-            f"{what} at {where} failed: the answer could not be used ({e}).", rcode="BADRESPONSE", zone=zone
-        ) from None
+            return dns.query.tcp(message, address, port=server.port, timeout=server.timeout)
+        response, _ = dns.query.udp_with_fallback(message, address, port=server.port, timeout=server.timeout)
+        return response
+
+    response = _classified(ask, server, zone=zone, what=what)
     rcode = response.rcode()
     is_update = message.opcode() == dns.opcode.UPDATE
     if rcode == dns.rcode.NOERROR or (rcode == dns.rcode.NXDOMAIN and not is_update):
         return response
-    name = dns.rcode.to_text(rcode)
-    if rcode in _PREREQUISITE_RCODES:
-        raise fail(name, False, PrerequisiteFailed)
-    raise fail(name, rcode in _TRANSIENT_RCODES)
+    raise _failure(dns.rcode.to_text(rcode), server, zone, what, rcode)
+
+
+def _classified(action: Callable[[], T], server: DNSServer, *, zone: str, what: str) -> T:
+    """Run one exchange with the server; every way it can fail becomes one :class:`DNSUpdateError`."""
+    try:
+        return action()
+    except dns.tsig.PeerBadKey:
+        raise _failure("BADKEY", server, zone, what) from None
+    except dns.tsig.PeerBadSignature:
+        raise _failure("BADSIG", server, zone, what) from None
+    except dns.tsig.PeerBadTime:
+        raise _failure("BADTIME", server, zone, what) from None
+    except dns.tsig.PeerBadTruncation:
+        raise _failure("BADTRUNC", server, zone, what) from None
+    except dns.exception.Timeout:
+        raise _failure("TIMEOUT", server, zone, what, transient=True) from None
+    except dns.xfr.TransferError as e:  # a zone transfer the server answered with an error rcode
+        raise _failure(dns.rcode.to_text(e.rcode), server, zone, what, e.rcode) from None
+    except (ConnectionError, EOFError, OSError) as e:
+        # Refused, reset, closed mid-answer, network unreachable: the server is down or restarting.
+        logger.debug("%s at %s:%s: %s", what, server.host, server.port, e)
+        raise _failure("UNREACHABLE", server, zone, what, transient=True) from None
+    except dns.exception.DNSException as e:
+        # A malformed or unexpected answer (e.g. unsigned when we signed): not something a retry fixes.
+        raise DNSUpdateError(
+            f"{what} at {server.host}:{server.port} failed: the answer could not be used ({e}).",
+            rcode="BADRESPONSE",
+            zone=zone,
+        ) from None
+
+
+def _failure(
+    name: str,
+    server: DNSServer,
+    zone: str,
+    what: str,
+    rcode: dns.rcode.Rcode | None = None,
+    *,
+    transient: bool = False,
+) -> DNSUpdateError:
+    """The error for a failure named ``name``; an answer's ``rcode`` decides its class and transience."""
+    error: type[DNSUpdateError] = DNSUpdateError
+    if rcode is not None:
+        transient = rcode in _TRANSIENT_RCODES
+        if rcode in _PREREQUISITE_RCODES:
+            error = PrerequisiteFailed
+    return error(
+        f"{what} at {server.host}:{server.port} failed: {name}, {explain(name)}.",
+        rcode=name,
+        zone=zone,
+        transient=transient,
+    )
 
 
 # --- zones -----------------------------------------------------------------------------------------
@@ -625,6 +650,46 @@ class Updater:
         update = self.new_update()
         update.delete(self.name(fqdn), txt_rdata(value))
         self.send(update)
+
+    def transfer(self) -> dict[str, dict[str, tuple[int, list[str]]]]:
+        """The zone's data by AXFR, signed with the key: name (lower case, no final dot) -> type ->
+        (TTL, values as :meth:`query` gives them).
+
+        How a sweep finds every name it owns, including those of routes deleted while the watcher was
+        down. A server that does not allow the key to transfer the zone answers REFUSED or NOTAUTH: a
+        :class:`DNSUpdateError` that is not transient. Timeouts and a server that is down are retried.
+        """
+        origin = _absolute(self.zone)
+        what = f"Transfer (AXFR) of zone {self.zone}"
+        key = self.server.key
+
+        def pull() -> dns.zone.Zone:
+            query = dns.message.make_query(origin, dns.rdatatype.AXFR)
+            if key is not None:
+                query.use_tsig(
+                    key.keyring, keyname=dns.name.from_text(key.name), algorithm=ALGORITHMS[key.algorithm]
+                )
+            zone = dns.zone.Zone(origin, relativize=False)
+            address = _address(self.server.host, self.zone)
+            timeout = self.server.timeout
+            _classified(
+                lambda: dns.query.inbound_xfr(
+                    address, zone, query, port=self.server.port, timeout=timeout, lifetime=TRANSFER_LIFETIME
+                ),
+                self.server,
+                zone=self.zone,
+                what=what,
+            )
+            return zone
+
+        data: dict[str, dict[str, tuple[int, list[str]]]] = {}
+        for name, rdataset in with_retries(pull, what, self.retry).iterate_rdatasets():
+            types = data.setdefault(name.to_text(omit_final_dot=True).lower(), {})
+            types[dns.rdatatype.to_text(rdataset.rdtype)] = (
+                int(rdataset.ttl),
+                [rdata_text(rdata) for rdata in rdataset],
+            )
+        return data
 
     def query(self, fqdn: str, rdtype: str) -> list[str]:
         """Ask the server itself (not a resolver, no recursion): the values it holds now, [] if none.

@@ -14,7 +14,7 @@ from typing import Any, Optional
 from . import settings as settings_module
 from .plugin import DNSPlugin
 
-__all__ = ["close", "handle_event", "init"]
+__all__ = ["close", "handle_event", "init", "sweep"]
 
 # Values --check-config shows as <redacted> (the core reads this declaration).
 SECRET_KEYS = ("dns_key_secret",)
@@ -33,7 +33,9 @@ def init(watcher: Any, config: Mapping[str, str]) -> None:
             ", ".join(unknown),
             ", ".join(settings_module.KEYS),
         )
-    _plugin = DNSPlugin(parsed, watcher.logger, getattr(watcher, "api", None))
+    settings = getattr(watcher, "config", None)
+    namespace = getattr(settings, "namespace", None) or None
+    _plugin = DNSPlugin(parsed, watcher.logger, getattr(watcher, "api", None), namespace)
     watcher.logger.info("%s", _plugin.describe())
 
 
@@ -45,6 +47,15 @@ def handle_event(
         init(watcher, config)
     assert _plugin is not None
     return _plugin.handle(event)
+
+
+def sweep(watcher: Any, objects: list[dict[str, Any]], config: Mapping[str, str]) -> Optional[dict[str, int]]:
+    """Records of ours whose route is gone or has another host are removed, missing ones written
+    (after the initial list and every ``sweep_period``; needs the key to be allowed to transfer the zone)."""
+    if _plugin is None:
+        init(watcher, config)
+    assert _plugin is not None
+    return _plugin.sweep(objects)
 
 
 def close() -> None:

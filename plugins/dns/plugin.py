@@ -13,14 +13,15 @@ change (a name that belongs to someone else) is a warning, not a failure: retryi
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from watcher import TemporaryError, errors
+from watcher import TemporaryError, errors, rfc2136
 
-from . import names, ownership, records, target
+from . import names, ownership, records, sweep, target
 from .settings import Settings
+from .sweep import Plan
 from .zones import Zones
 
 
@@ -42,14 +43,18 @@ class Report:
 
 
 class DNSPlugin:
-    def __init__(self, settings: Settings, logger: logging.Logger, api: Any = None) -> None:
+    def __init__(
+        self, settings: Settings, logger: logging.Logger, api: Any = None, namespace: str | None = None
+    ) -> None:
         self.settings = settings
         self.logger = logger
         self.api = api
+        self.namespace = namespace  # the watch's one namespace: the sweep judges only its routes' names
         self.zones = Zones(settings.server, settings.zone, settings.resolv_conf)
         self._hosts: dict[tuple[str, str], str] = {}  # route -> the host we last acted on
         self._warned: dict[tuple[str, str], str] = {}  # route -> the last warning, said once
         self._outside: set[str] = set()  # hosts already reported as outside every zone
+        self._unlisted: set[str] = set()  # zones the sweep was refused a transfer of, said once each
 
     def describe(self) -> str:
         s = self.settings
@@ -126,6 +131,76 @@ class DNSPlugin:
             return
         self._ensure(route, host, record, claim, report)
 
+    # --- the sweep ----------------------------------------------------------------------------------
+
+    def sweep(self, objects: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+        """List every zone the routes use (and any found before), remove the records of ours whose
+        route is gone or has another host, write what is missing or wrong; counts by action.
+
+        A zone the server will not transfer is said once (WARNING) and skipped: its leftovers of a
+        downtime cannot be found. A server that is down raises, and the work queue retries the sweep.
+        """
+        wants = sweep.wanted(objects, self.settings.target)
+        counts = {"found": 0, "created": 0, "updated": 0, "deleted": 0}
+        for zone in self._sweep_zones(wants):
+            updater = self.zones.updater(zone)
+            try:
+                listing = updater.transfer()
+            except rfc2136.DNSUpdateError as e:
+                if e.transient:
+                    raise
+                if zone not in self._unlisted:
+                    self._unlisted.add(zone)
+                    self.logger.warning(
+                        "Cannot list zone %s to sweep it (%s): records of routes deleted while the watcher "
+                        "was down cannot be found and removed. Let the key transfer the zone (BIND: "
+                        'allow-transfer { key "%s"; };).',
+                        zone,
+                        e.rcode,
+                        self.settings.server.key.name if self.settings.server.key else "<key>",
+                    )
+                continue
+            self._unlisted.discard(zone)
+            self._sweep_zone(
+                updater,
+                sweep.plan(zone, listing, wants, self.settings.owner_id, self.settings.ttl, self.namespace),
+                counts,
+            )
+        return counts
+
+    def _sweep_zone(self, updater: rfc2136.Updater, plan: Plan, counts: dict[str, int]) -> None:
+        """Carry out one zone's plan with the same conditional updates as events, counting."""
+        counts["found"] += plan.found
+        for leftover in plan.leftovers:
+            if records.remove(updater, leftover.host, leftover.claim).outcome is records.Outcome.REMOVED:
+                counts["deleted"] += 1
+                route = leftover.claim.route
+                if route is not None and self._hosts.get(route) == leftover.host:
+                    del self._hosts[route]
+                self.logger.log(
+                    self.settings.message_level, "Swept the record of %s: %s.", leftover.host, leftover.why
+                )
+        for repair in plan.repairs:
+            report = Report(f"Route {repair.route[0]}/{repair.route[1]} (sweep)")
+            claim = ownership.claim_for(self.settings.owner_id, *repair.route)
+            outcome = self._ensure(repair.route, repair.host, repair.record, claim, report)
+            self._hosts[repair.route] = repair.host
+            if outcome is records.Outcome.CREATED:
+                counts["created"] += 1
+            elif outcome in (records.Outcome.UPDATED, records.Outcome.TAKEN_OVER):
+                counts["updated"] += 1
+            said = report.result()
+            if said is not None:
+                self.logger.log(logging.getLevelName(said[1]), "%s", said[0])
+
+    def _sweep_zones(self, wants: Mapping[str, Any]) -> list[str]:
+        """``dns_zone``, or every zone a wanted host is in and every zone found before (a zone whose
+        routes are all gone still holds their records)."""
+        if self.settings.zone is not None:
+            return [self.settings.zone]
+        zones = {zone for zone in map(self.zones.zone_for, wants) if zone is not None}
+        return sorted(zones | self.zones.known())
+
     # --- one host ----------------------------------------------------------------------------------
 
     def _zone(self, host: str, report: Report) -> str | None:
@@ -141,10 +216,11 @@ class DNSPlugin:
 
     def _ensure(
         self, route: tuple[str, str], host: str, record: target.Record, claim: ownership.Claim, report: Report
-    ) -> None:
+    ) -> records.Outcome | None:
+        """What ``records.ensure`` did, None when the host is outside every zone."""
         zone = self._zone(host, report)
         if zone is None:
-            return
+            return None
         ttl = self.settings.ttl
         result = records.ensure(self.zones.updater(zone), host, record, ttl, claim, self._stale_check(host))
         outcome = result.outcome
@@ -163,8 +239,9 @@ class DNSPlugin:
             raise TemporaryError(f"{host} kept changing while being updated")
         else:
             self._warn_once(route, report, _refusal(host, result))
-            return
+            return outcome
         self._warned.pop(route, None)
+        return outcome
 
     def _remove(self, host: str, claim: ownership.Claim, report: Report) -> None:
         zone = self.zones.zone_for(host)

@@ -45,6 +45,10 @@ class Zones:
         self._found[host] = (zone, now + CACHE_SECONDS)
         return zone
 
+    def known(self) -> set[str]:
+        """Every zone found so far (for the sweep, which also lists zones no route uses any more)."""
+        return {zone for zone, _ in self._found.values() if zone is not None} | set(self._updaters)
+
     def updater(self, zone: str) -> rfc2136.Updater:
         if zone not in self._updaters:
             self._updaters[zone] = rfc2136.Updater(self.server, zone)

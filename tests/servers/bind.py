@@ -68,6 +68,7 @@ zone "{zone}" {{
     type primary;
     file "{d}/{zone}.zone";
     {policy}
+    {transfer}
 }};
 """
 
@@ -194,12 +195,15 @@ def start_bind(
     policy: str = "allow-update",
     readonly_zones: Sequence[str] = (),
     port: int | None = None,
+    allow_transfer: bool = True,
 ) -> BindServer:
     """Write the config into ``directory`` and start named.
 
     ``policy`` is how the key may update ``zones``: ``allow-update`` (anything in the zone) or
     ``update-policy`` (``grant KEY subdomain ZONE ANY``). ``readonly_zones`` are served but refuse every
     update (REFUSED), for tests of a server that says no. ``port`` defaults to a free one (TCP and UDP).
+    ``allow_transfer`` lets the key transfer (AXFR) the updatable zones, as the dns plugin's sweep needs;
+    without it every transfer is refused (the server-wide ``allow-transfer { none; }``).
     """
     require_binary(NAMED, "bind9")
     directory.mkdir(parents=True, exist_ok=True)
@@ -215,7 +219,12 @@ def start_bind(
             rule = f'allow-update {{ key "{key_name}"; }};'
         else:
             raise ValueError(f"unknown policy {policy!r}")
-        zone_confs.append(_ZONE_CONF.format(zone=zone, d=directory, policy=rule))
+        transfer = (
+            f'allow-transfer {{ key "{key_name}"; }};'
+            if allow_transfer and zone not in readonly_zones
+            else ""
+        )
+        zone_confs.append(_ZONE_CONF.format(zone=zone, d=directory, policy=rule, transfer=transfer))
         (directory / f"{zone}.zone").write_text(_ZONE_FILE.format(zone=zone))
     port = port or free_port(udp_too=True)
     conf = _NAMED_CONF.format(d=directory, port=port, key_file=key_file, zones="".join(zone_confs))
