@@ -894,3 +894,52 @@ def test_e2e_a_name_left_by_a_route_deleted_while_the_watcher_was_down_is_taken_
             f"_event-watcher.{host} TXT": [owner_txt("demo", "shop-v2")],
         }
         assert w.errors == 0
+
+
+def dns_events(local_api: LocalAPI, name: str) -> list[tuple[str, str, str, int]]:
+    """(type, reason, message, count) of the Events on route ``name`` in ``demo``, oldest first."""
+    found = [e for e in local_api.list("events", "demo") if e["involvedObject"]["name"] == name]
+    return [(e["type"], e["reason"], e["message"], e.get("count", 1)) for e in found]
+
+
+def test_e2e_changes_and_failures_are_events_on_the_route(
+    local_api: LocalAPI, bind_server: BindServer
+) -> None:
+    with watching(local_api, bind_server):
+        local_api.create("routes", route("web", "demo"))
+        wait_until(lambda: dns_events(local_api, "web"), what="an Event on the route")
+        local_api.patch("routes", "demo", "web", {"spec": {"host": "shop.apps.example.test"}})
+        wait_until(lambda: len(dns_events(local_api, "web")) >= 3, what="the Events of the move")
+    reasons = [(t, r, m) for t, r, m, _ in dns_events(local_api, "web")]
+    assert reasons[0] == (
+        "Normal",
+        "DNSRecordCreated",
+        f"Created web.apps.example.test A {ROUTER_IP} (TTL 180) and its ownership record.",
+    )
+    assert ("Normal", "DNSRecordRemoved", "Removed the record of web.apps.example.test.") in reasons
+    assert (
+        "Normal",
+        "DNSRecordCreated",
+        "Created shop.apps.example.test A 192.0.2.10 (TTL 180) and its ownership record.",
+    ) in reasons
+
+
+def test_e2e_a_failing_update_is_one_warning_event_whose_count_grows(
+    local_api: LocalAPI, bind_server: BindServer
+) -> None:
+    wrong_key = {
+        "dns_key_file": "",
+        "dns_key_name": bind_server.key.name,
+        "dns_key_secret": "d3Jvbmctc2VjcmV0",
+    }
+    with watching(local_api, bind_server, **wrong_key):
+        local_api.create("routes", route("web", "demo"))
+        wait_until(
+            lambda: any(c >= 2 for *_, c in dns_events(local_api, "web")),
+            timeout=20,
+            what="the count to grow",
+        )
+    (event,) = dns_events(local_api, "web")
+    assert event[:2] == ("Warning", "DNSUpdateFailed")
+    assert "rejected the TSIG signature" in event[2] and "d3Jvbmctc2VjcmV0" not in event[2]
+    assert event[2].endswith("Retrying with backoff.")

@@ -35,7 +35,9 @@ def init(watcher: Any, config: Mapping[str, str]) -> None:
         )
     settings = getattr(watcher, "config", None)
     namespace = getattr(settings, "namespace", None) or None
-    _plugin = DNSPlugin(parsed, watcher.logger, getattr(watcher, "api", None), namespace)
+    _plugin = DNSPlugin(
+        parsed, watcher.logger, getattr(watcher, "api", None), namespace, getattr(watcher, "record", None)
+    )
     watcher.logger.info("%s", _plugin.describe())
 
 

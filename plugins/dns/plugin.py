@@ -13,7 +13,7 @@ change (a name that belongs to someone else) is a warning, not a failure: retryi
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,9 +31,13 @@ class Report:
 
     subject: str
     parts: list[tuple[int, str]] = field(default_factory=list)
+    events: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message) to post
 
-    def add(self, level: int, text: str) -> None:
+    def add(self, level: int, text: str, reason: str | None = None, type_: str = "Normal") -> None:
+        """One part of the line; with ``reason``, also a Kubernetes Event on the route."""
         self.parts.append((level, text))
+        if reason is not None:
+            self.events.append((type_, reason, text[0].upper() + text[1:] + "."))
 
     def result(self) -> tuple[str, str] | None:
         if not self.parts:
@@ -44,11 +48,17 @@ class Report:
 
 class DNSPlugin:
     def __init__(
-        self, settings: Settings, logger: logging.Logger, api: Any = None, namespace: str | None = None
+        self,
+        settings: Settings,
+        logger: logging.Logger,
+        api: Any = None,
+        namespace: str | None = None,
+        record: Callable[[Mapping[str, Any], str, str, str], None] | None = None,
     ) -> None:
         self.settings = settings
         self.logger = logger
         self.api = api
+        self.record = record  # watcher.record: Events on the routes (None: a watcher without it)
         self.namespace = namespace  # the watch's one namespace: the sweep judges only its routes' names
         self.zones = Zones(settings.server, settings.zone, settings.resolv_conf)
         self._hosts: dict[tuple[str, str], str] = {}  # route -> the host we last acted on
@@ -84,13 +94,21 @@ class DNSPlugin:
         route = (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
         report = Report(f"Route {route[0]}/{route[1]}")
         claim = ownership.claim_for(self.settings.owner_id, *route)
-        if event.get("type") == "DELETED":
-            for host in sorted(self._hosts_of_deleted(route, obj)):
-                self._remove(host, claim, report)
-            self._hosts.pop(route, None)  # only once every removal went through
-            self._warned.pop(route, None)
-        else:
-            self._changed(route, obj, claim, report)
+        try:
+            if event.get("type") == "DELETED":
+                for host in sorted(self._hosts_of_deleted(route, obj)):
+                    self._remove(host, claim, report)
+                self._hosts.pop(route, None)  # only once every removal went through
+                self._warned.pop(route, None)
+            else:
+                self._changed(route, obj, claim, report)
+        except rfc2136.DNSUpdateError as e:
+            report.events.append(("Warning", "DNSUpdateFailed", f"{e} Retrying with backoff."))
+            raise
+        finally:
+            if self.record is not None:
+                for type_, reason, message in report.events:
+                    self.record(obj, type_, reason, message)
         return report.result()
 
     def _hosts_of_deleted(self, route: tuple[str, str], obj: Mapping[str, Any]) -> set[str]:
@@ -228,12 +246,16 @@ class DNSPlugin:
         if outcome is records.Outcome.UNCHANGED:
             report.add(logging.DEBUG, f"{host} {record} is up to date")
         elif outcome is records.Outcome.CREATED:
-            report.add(level, f"created {host} {record} (TTL {ttl}) and its ownership record")
+            report.add(
+                level, f"created {host} {record} (TTL {ttl}) and its ownership record", "DNSRecordCreated"
+            )
         elif outcome is records.Outcome.UPDATED:
-            report.add(level, f"updated {host} to {record} (TTL {ttl})")
+            report.add(level, f"updated {host} to {record} (TTL {ttl})", "DNSRecordUpdated")
         elif outcome is records.Outcome.TAKEN_OVER:
             report.add(
-                level, f"took {host} over from {_holder(result.claim)}, which no longer uses it; now {record}"
+                level,
+                f"took {host} over from {_holder(result.claim)}, which no longer uses it; now {record}",
+                "DNSRecordUpdated",
             )
         elif outcome is records.Outcome.CONFLICT:
             raise TemporaryError(f"{host} kept changing while being updated")
@@ -249,7 +271,7 @@ class DNSPlugin:
             return
         result = records.remove(self.zones.updater(zone), host, claim)
         if result.outcome is records.Outcome.REMOVED:
-            report.add(self.settings.message_level, f"removed the record of {host}")
+            report.add(self.settings.message_level, f"removed the record of {host}", "DNSRecordRemoved")
         else:
             report.add(logging.DEBUG, f"nothing of this route's at {host} to remove")
 
@@ -278,7 +300,7 @@ class DNSPlugin:
             report.add(logging.DEBUG, text)
         else:
             self._warned[route] = text
-            report.add(logging.WARNING, text)
+            report.add(logging.WARNING, text, "DNSNameInUse", "Warning")
 
 
 def _holder(claim: ownership.Claim | None) -> str:
