@@ -88,6 +88,21 @@ def test_converge_reports_no_repeated_webhook_message_across_a_restart_and_the_r
     assert 0 < figures["converge_s"] < 5 and figures["alertmanager_exact_state"] == 1
 
 
+def test_converge_dns_reports_the_zone_equal_to_the_routes_after_every_kind_of_fault() -> None:
+    out = run_bench(
+        "converge_dns.py",
+        *("--routes", "30", "--rate", "20", "--faults", "3", "--min-fault", "2", "--max-fault", "3"),
+        *("--between", "2", "--converge", "30"),
+    )
+    keys = ["faults", "converged", "max_converge_s", "missing", "stale", "foreign_intact", "changes"]
+    figures = summary(out, keys)
+    assert figures["faults"] == figures["converged"] == 3, out
+    assert figures["missing"] == figures["stale"] == 0 and 0 < figures["max_converge_s"] < 30
+    assert "foreign_intact=3/3" in out and figures["changes"] > 100
+    for kind in ("named SIGSTOP", "named SIGKILL", "watcher SIGKILL"):
+        assert f": {kind} for " in out
+
+
 def test_cache_memory_reports_the_daemons_rss_and_the_cache_against_its_json() -> None:
     out = run_bench("cache_memory.py", "--routes", "300")
     keys = ["rss_listed_mib", "rss_changed_mib", "peak_mib", "keep_rss_changed_mib", "ratio_to_keep"]
