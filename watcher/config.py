@@ -579,7 +579,8 @@ def _serviceaccount(directory: str, env: Mapping[str, str], offers: _Offers, pro
         )
 
 
-def _did_you_mean(word: str, choices: Any) -> str:
+def did_you_mean(word: str, choices: Any) -> str:
+    """`` (did you mean k8s_resource?)`` for the closest choice, or nothing when none is close."""
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.7)
     return f" (did you mean {close[0]}?)" if close else ""
 
@@ -588,12 +589,12 @@ def _unknown_notes(ini: _Ini, env: Mapping[str, str], chain: tuple[str, ...]) ->
     """Whatever nobody will read: unknown [global] keys, sections of plugins not in the chain, and
     K8S_*/WATCHER_* variables that are no setting; each named with its likely intended spelling."""
     notes = [
-        f"unknown key {key} in [{GLOBAL_SECTION}] of {ini.path}{_did_you_mean(key, _BY_INI)}"
+        f"unknown key {key} in [{GLOBAL_SECTION}] of {ini.path}{did_you_mean(key, _BY_INI)}"
         for key in ini.unknown_keys()
     ]
     sections = [PLUGIN_SECTION_PREFIX + p for p in chain]
     notes += [
-        f"unknown section [{name}] in {ini.path}{_did_you_mean(name, sections)}"
+        f"unknown section [{name}] in {ini.path}{did_you_mean(name, sections)}"
         for name in ini.unknown_sections()
     ]
     in_chain = {p[len(PLUGIN_SECTION_PREFIX) :] if p.startswith(PLUGIN_SECTION_PREFIX) else p for p in chain}
@@ -601,7 +602,7 @@ def _unknown_notes(ini: _Ini, env: Mapping[str, str], chain: tuple[str, ...]) ->
         for name in ini.parser.sections():
             plugin = name[len(PLUGIN_SECTION_PREFIX) :]
             if name.startswith(PLUGIN_SECTION_PREFIX) and plugin and plugin not in in_chain:
-                hint = _did_you_mean(name, [PLUGIN_SECTION_PREFIX + p for p in sorted(in_chain)])
+                hint = did_you_mean(name, [PLUGIN_SECTION_PREFIX + p for p in sorted(in_chain)])
                 notes.append(
                     f"section [{name}] in {ini.path} is for plugin {plugin}, which is not in the chain "
                     f"(watcher_plugin = {', '.join(chain)}){hint}"
@@ -611,7 +612,7 @@ def _unknown_notes(ini: _Ini, env: Mapping[str, str], chain: tuple[str, ...]) ->
     for variable in sorted(env):
         ours = variable.startswith(("K8S_", "WATCHER_")) and not variable.startswith(prefixes)
         if ours and variable not in known_env:
-            notes.append(f"unknown environment variable {variable}{_did_you_mean(variable, known_env)}")
+            notes.append(f"unknown environment variable {variable}{did_you_mean(variable, known_env)}")
     return tuple(notes)
 
 
