@@ -125,6 +125,38 @@ def test_unreadable_config_file_exits_2(tmp_path: Path) -> None:
     )
 
 
+def test_check_config_on_an_incomplete_configuration_shows_what_resolved_then_the_problems(
+    tmp_path: Path,
+) -> None:
+    ini = tmp_path / "config.ini"
+    ini.write_text(
+        "[global]\nk8s_resourse = routes\nk8s_namespace = from-ini\nwatch_timeout = soon\n"
+        "[plugin_simple]\nmessage_log_levl = DEBUG\n"
+    )
+    token = "sha256~IncompleteButSecret0123456789"
+    SECRETS.add(token)
+    result = run(["--config", str(ini), "--check-config"], clean_env(tmp_path, K8S_TOKEN=token))
+    assert result.returncode == errors.EXIT_RESOURCE, result.stderr
+    assert token not in result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    for expected in (
+        "k8s_namespace = from-ini  (ini)",
+        "k8s_token = <redacted>  (env)",
+        "k8s_resource = <unset>  (default)",
+        "k8s_api_endpoint = <unset>  (default)",
+        "watch_timeout = <invalid>  (invalid, ini)",
+        "message_log_levl = DEBUG  (ini)",
+    ):
+        assert expected in lines, result.stdout
+    errors_line = result.stderr.strip().splitlines()[-1]
+    assert errors_line.startswith("event-watcher: error: unknown key k8s_resourse"), result.stderr
+    assert "no resource to watch" in errors_line and "no API endpoint" in errors_line
+    assert "watch_timeout in [global]" in errors_line and "got 'soon'" in errors_line
+    assert (
+        "unknown key message_log_levl in [plugin_simple] (did you mean message_log_level?)" in result.stderr
+    )
+
+
 def test_check_config_shows_sources_and_hides_the_token(tmp_path: Path) -> None:
     ini = tmp_path / "config.ini"
     ini.write_text("[global]\nk8s_resource = routes\nk8s_namespace = from-ini\n")

@@ -172,7 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--check-config",
         action="store_true",
-        help="print the effective settings and where each came from, secrets redacted, and exit",
+        help="print the effective settings and where each came from, secrets redacted, and exit; on a bad "
+        "configuration, what resolved and then the problems, with their exit code",
     )
     parser.add_argument(
         "--demo",
@@ -213,10 +214,13 @@ def _main(args: argparse.Namespace) -> int:
         for note in settings.notes:
             logger.warning("Ignoring %s.", note)
         if args.check_config:
-            print(config.render(settings, dispatch.secret_keys(settings)))
+            _check_config(settings)
             return errors.EXIT_OK
         return serve(settings, demo=demo)
     except errors.WatcherError as e:
+        partial = getattr(e, "partial", None)
+        if args.check_config and partial is not None:  # what resolved, then the problems
+            _check_config(partial)
         print(f"event-watcher: error: {e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
@@ -224,6 +228,13 @@ def _main(args: argparse.Namespace) -> int:
     finally:
         if demo is not None:
             demo.stop()
+
+
+def _check_config(settings: config.Settings) -> None:
+    """The settings and their sources on stdout; typos in plugin sections as the daemon would log them."""
+    print(config.render(settings, dispatch.secret_keys(settings)), flush=True)
+    for note in dispatch.key_notes(settings):
+        logger.warning("Ignoring %s.", note)
 
 
 def serve(settings: config.Settings, *, demo: Any = None) -> int:

@@ -147,6 +147,7 @@ _CA = ("ca_file", "ca_data")
 # --- the settings object -----------------------------------------------------------------------------
 
 
+INVALID = "invalid"  # the source of a setting whose value did not parse (the problem says why)
 _EMPTY: Mapping[str, str] = types.MappingProxyType({})
 _NO_SECTIONS: Mapping[str, Mapping[str, str]] = types.MappingProxyType({})
 
@@ -288,13 +289,17 @@ class _Problems:
             self.failed.add(setting)
 
     def raise_if_any(
-        self, cls: type[errors.ConfigError] = errors.ConfigError, hints: tuple[str, ...] = ()
+        self,
+        cls: type[errors.ConfigError] = errors.ConfigError,
+        hints: tuple[str, ...] = (),
+        partial: Optional[Callable[[], Settings]] = None,
     ) -> None:
         """``hints`` (typos that likely caused the problems) come first, with the exit code of the
-        most specific problem, so a missing k8s_resource is explained by the k8s_resourse next to it."""
+        most specific problem, so a missing k8s_resource is explained by the k8s_resourse next to it.
+        ``partial`` builds the settings as far as they resolved, carried by the error."""
         if self.items:
             ordered = sorted(self.items, key=lambda item: self._RANK.get(item[0], len(self._RANK)))
-            raise cls([(ordered[0][0], hint) for hint in hints] + ordered)
+            raise cls([(ordered[0][0], hint) for hint in hints] + ordered, partial=partial and partial())
 
 
 def _hide_value(message: str, raw: str, label: str) -> str:
@@ -375,6 +380,7 @@ def load(
             message = _hide_value(str(e), candidate.raw, candidate.label) if candidate.hidden else str(e)
             problems.add(key.exit_code, message, name)
             values[name] = key.default
+            sources[name] = f"{INVALID}, {candidate.source}"  # only a partial Settings shows it
 
     grouped = set(_CREDENTIALS) | set(_CA) | {"insecure_skip_tls_verify"}
     for key in KEYS:
@@ -397,25 +403,28 @@ def load(
     )
     notes = _unknown_notes(ini, env, values.get("plugins") or ())
     _check_plugin_path(values.get("plugin_path") or (), sources, offers, problems)
-    problems.raise_if_any(hints=tuple(note for note in notes if "did you mean" in note))
 
-    return Settings(
-        **{name: values[name] for name in values if name in Settings.__dataclass_fields__},
-        legacy_oapi=legacy_oapi,
-        plugin_configs=plugin_configs,
-        plugin_env=plugin_env,
-        sources=types.MappingProxyType(dict(sources)),
-        config_file=ini.path,
-        kubeconfig_context=(
-            f"{kube.context} in {kube.path}"
-            if kube is not None and "kubeconfig" in sources.values()
-            else None
-        ),
-        unknown_keys=ini.unknown_keys(),
-        unknown_sections=ini.unknown_sections(),
-        notes=notes,
-        env_references=tuple(sorted((s, k, v) for (s, k), v in ini.references.items())),
-    )
+    def settings() -> Settings:
+        return Settings(
+            **{name: values[name] for name in values if name in Settings.__dataclass_fields__},
+            legacy_oapi=legacy_oapi,
+            plugin_configs=plugin_configs,
+            plugin_env=plugin_env,
+            sources=types.MappingProxyType(dict(sources)),
+            config_file=ini.path,
+            kubeconfig_context=(
+                f"{kube.context} in {kube.path}"
+                if kube is not None and "kubeconfig" in sources.values()
+                else None
+            ),
+            unknown_keys=ini.unknown_keys(),
+            unknown_sections=ini.unknown_sections(),
+            notes=notes,
+            env_references=tuple(sorted((s, k, v) for (s, k), v in ini.references.items())),
+        )
+
+    problems.raise_if_any(hints=tuple(note for note in notes if "did you mean" in note), partial=settings)
+    return settings()
 
 
 class _Offers:
@@ -870,7 +879,9 @@ def render(settings: Settings, secret_keys: Optional[Mapping[str, Optional[froze
     for key in KEYS:
         value = getattr(settings, key.name)
         source = settings.sources.get(key.name, "default")
-        if source == "ini" and (GLOBAL_SECTION, key.ini) in referenced:
+        if source.startswith(INVALID):
+            shown = "<invalid>"
+        elif source == "ini" and (GLOBAL_SECTION, key.ini) in referenced:
             shown = f"<from ${referenced[(GLOBAL_SECTION, key.ini)]}>"
         elif key.name == "ca_file" and value is None and settings.ca_data:
             shown = "<certificate-authority-data>"

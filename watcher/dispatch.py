@@ -261,6 +261,20 @@ def unknown_key_notes(name: str, module: ModuleType, section: Mapping[str, str])
     )
 
 
+def key_notes(settings: Settings) -> list[str]:
+    """The unknown keys of every plugin section of the chain, for --check-config (which starts nothing);
+    a plugin that cannot be imported is the start's error to report, not this check's."""
+    notes: list[str] = []
+    for name in settings.plugins:
+        try:
+            notes += unknown_key_notes(
+                name, find(name, settings.plugin_path)[0], settings.plugin_config(name)
+            )
+        except errors.PluginError:
+            continue
+    return notes
+
+
 def secret_keys(settings: Settings) -> dict[str, Optional[frozenset[str]]]:
     """Per plugin of the chain (by section name), what it declares secret; a plugin that cannot be
     imported declares nothing, and --check-config then guesses by option names."""
