@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -304,3 +308,65 @@ def test_a_python_without_the_dependencies_gets_one_line_saying_what_to_install(
     )
     assert_one_line_error(result, errors.EXIT_USAGE, "is not installed", "pip install")
     assert result.stderr.count("\n") == 1, result.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["wrong CA", "http against TLS", "unresolvable host"],
+)
+def test_a_connection_mistake_is_said_in_plain_words_repeated_and_shown_in_readyz(
+    local_api: LocalAPI, tmp_path: Path, proc_cleanup: list[subprocess.Popen[str]], case: str
+) -> None:
+    other = LocalAPI().start()  # its CA did not sign local_api's certificate
+    try:
+        extra = {
+            "wrong CA": {"K8S_CA": other.ca_file},
+            "http against TLS": {"K8S_API_ENDPOINT": f"http://{local_api.host_port}"},
+            "unresolvable host": {"K8S_API_ENDPOINT": "https://master.example.invalid:6443"},
+        }[case]
+        expected = {
+            "wrong CA": f"the server's certificate is not signed by the CA in {other.ca_file}",
+            "http against TLS": "the server speaks TLS: use https://",
+            "unresolvable host": "cannot resolve master.example.invalid",
+        }[case]
+        port = _free_port()
+        env = watcher_env(
+            local_api, tmp_path, K8S_NAMESPACE="default", WATCHER_METRICS_PORT=str(port), **extra
+        )
+        p = subprocess.Popen(
+            [sys.executable, str(ROOT / "watch.py")], env=env, cwd=ROOT, stderr=subprocess.PIPE, text=True
+        )
+        proc_cleanup.append(p)
+        bodies: list[str] = []
+
+        def readyz_after_four_attempts() -> bool:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5)
+                raise AssertionError("ready although it cannot connect")
+            except urllib.error.HTTPError as e:
+                assert e.code == 503
+                bodies.append(e.read().decode())
+            except urllib.error.URLError:
+                return False  # not listening yet
+            return bool(re.search(r"\(attempt ([4-9]|\d\d+)\)", bodies[-1]))
+
+        wait_until(readyz_after_four_attempts, timeout=30)
+        assert expected in bodies[-1], bodies[-1]
+        p.send_signal(signal.SIGTERM)
+        _, stderr = p.communicate(timeout=20)
+    finally:
+        other.stop()
+    warnings = [line for line in stderr.splitlines() if expected in line]
+    attempts = [int(re.findall(r"\(attempt (\d+)\)", line)[0]) for line in warnings]
+    # The same line again at a slowing rate: attempts 1, 2, 4, 8, ...
+    assert attempts[:3] == [1, 2, 4] and all(n & (n - 1) == 0 for n in attempts), stderr
+    for line in warnings:
+        quotes = re.sub(r"(?<=\w)'(?=\w)", "", line)  # an apostrophe (server's) is no quote
+        assert quotes.count("'") % 2 == 0 and quotes.count('"') % 2 == 0, line
+        assert line.count("(") == line.count(")"), line

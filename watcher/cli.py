@@ -109,6 +109,7 @@ class App:
             group, version, openshift_only = api_path_target(s.api_path)
         backoff = Backoff(self.tuning.backoff_initial, self.tuning.backoff_cap)
         failing = ""
+        attempt = 0
         while not self.stop_event.is_set():
             try:
                 return self.client.discover(s.resource, group, version, openshift_only=openshift_only)
@@ -118,9 +119,12 @@ class App:
                 message = f"{e}."
             except (errors.TransportError, errors.ServerError, errors.Throttled) as e:
                 message = f"{e}."
-            if message != failing:
-                logger.warning("%s Retrying with backoff.", message)
+            attempt += 1
+            # A mistake that never fixes itself stays visible, at a slowing rate: attempts 1, 2, 4, 8, ...
+            if message != failing or attempt & (attempt - 1) == 0:
+                logger.warning("%s Retrying with backoff (attempt %d).", message, attempt)
                 failing = message
+            self.probes.failing(f"{message.rstrip('.')} (attempt {attempt})")
             self.stop_event.wait(backoff.next())
         return None
 
