@@ -20,7 +20,7 @@ setup(
     description="Watch an OpenShift/Kubernetes resource and hand every change to plugins",
     long_description=(HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
-    python_requires=">=3.9",
+    python_requires=">=3.11",  # what CI runs; README says the same (tests/test_docs.py)
     packages=find_packages(include=["watcher", "watcher.*"])
     + ["watcher.builtin_plugins"]
     + [f"watcher.builtin_plugins.{name}" for name in PLUGINS],
