@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -370,3 +371,27 @@ def test_a_connection_mistake_is_said_in_plain_words_repeated_and_shown_in_ready
         quotes = re.sub(r"(?<=\w)'(?=\w)", "", line)  # an apostrophe (server's) is no quote
         assert quotes.count("'") % 2 == 0 and quotes.count('"') % 2 == 0, line
         assert line.count("(") == line.count(")"), line
+
+
+def test_insecure_skip_tls_verify_warns_once_and_json_stays_json(
+    local_api: LocalAPI, tmp_path: Path, proc_cleanup: list[subprocess.Popen[str]]
+) -> None:
+    local_api.create("routes", route("web"))
+    env = watcher_env(
+        local_api, tmp_path, K8S_NAMESPACE="default", K8S_INSECURE_SKIP_TLS_VERIFY="true", LOG_FORMAT="json"
+    )
+    del env["K8S_CA"]
+    p = subprocess.Popen(
+        [sys.executable, str(ROOT / "watch.py")], env=env, cwd=ROOT, stderr=subprocess.PIPE, text=True
+    )
+    proc_cleanup.append(p)
+    wait_until(lambda: len(local_api.requests_seen()) >= 4, timeout=20, what="a few requests")
+    time.sleep(3)  # a watch or two more, each of which used to print an InsecureRequestWarning block
+    p.send_signal(signal.SIGTERM)
+    _, stderr = p.communicate(timeout=20)
+    lines = stderr.splitlines()
+    assert lines, "nothing logged"
+    records = [json.loads(line) for line in lines]  # every line is JSON
+    assert sum("DISABLED" in r["message"] for r in records) == 1, stderr
+    assert not any("InsecureRequestWarning" in line or "Unverified HTTPS" in line for line in lines), stderr
+    assert p.returncode == 0, stderr

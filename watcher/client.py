@@ -15,6 +15,7 @@ import socket
 import ssl
 import tempfile
 import time
+import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Optional, Union
@@ -259,6 +260,8 @@ class Client:
                 "can read the token and forge events. Use k8s_ca instead.",
                 self.base,
             )
+            # Said once, just above: urllib3 would repeat it as a multi-line warning on every request.
+            warnings.filterwarnings("ignore", category=urllib3.exceptions.InsecureRequestWarning)
             return False
         if s.ca_file:
             return _usable_ca(s.ca_file, s.sources.get("ca_file", ""))
