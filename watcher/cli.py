@@ -115,7 +115,9 @@ class App:
                 return self.client.discover(s.resource, group, version, openshift_only=openshift_only)
             except errors.Unauthorized as e:
                 if not s.token_file:
-                    raise errors.ConfigError(f"{e}; check K8S_TOKEN", exit_code=errors.EXIT_TOKEN) from None
+                    raise errors.ConfigError(
+                        f"{e}; check {s.credentials()}", exit_code=errors.EXIT_TOKEN
+                    ) from None
                 message = f"{e}."
             except (errors.TransportError, errors.ServerError, errors.Throttled) as e:
                 message = f"{e}."

@@ -245,6 +245,23 @@ class Settings:
                 return None
         return None
 
+    def credentials(self) -> str:
+        """What the API server was shown, for the message when it refuses it: telling a user of a
+        kubeconfig client certificate to "check K8S_TOKEN" sends them the wrong way."""
+        where = {"env": "K8S_TOKEN", "ini": f"k8s_token in {self.config_file}"}
+        if self.token:
+            source = self.sources.get("token", "")
+            if source == "kubeconfig":
+                return f"the token of kubeconfig context {self.kubeconfig_context} (log in again: `oc login`)"
+            return f"the token from {where.get(source, source)}"
+        if self.client_cert_file or self.client_cert_data:
+            cert = self.client_cert_file or "client-certificate-data"
+            context = f" of kubeconfig context {self.kubeconfig_context}" if self.kubeconfig_context else ""
+            return (
+                f"the client certificate {cert}{context}: is it signed by the cluster's client CA, unexpired?"
+            )
+        return "the credentials: none is configured (set K8S_TOKEN or K8S_TOKEN_FILE, or `oc login`)"
+
     def plugin_config(self, name: str) -> Mapping[str, str]:
         """The ``[plugin_<name>]`` section; the seed's directory names (``plugin_simple``) work too."""
         if name in self.plugin_configs:
@@ -336,8 +353,9 @@ def load(
     if home is None:
         home = env.get("HOME")
     kube: Optional[kubeconfig.KubeContext] = None
+    kube_files = kubeconfig.paths(env, home)
     try:
-        kube = kubeconfig.load(kubeconfig.paths(env, home))
+        kube = kubeconfig.load(kube_files)
     except errors.ConfigError as e:
         for code, message in e.problems:
             file_problems.add(code, message)
@@ -397,7 +415,8 @@ def load(
     settle("insecure_skip_tls_verify", insecure)
 
     legacy_oapi = _split_resource_and_group(values, sources, problems)
-    _validate(values, sources, kube, offers, problems)
+    no_context = None if kube else kubeconfig.why_no_context(kube_files, bool(env.get("KUBECONFIG")))
+    _validate(values, sources, kube, offers, problems, no_context)
     plugin_configs, plugin_env = _plugin_env(
         env, values.get("plugins") or (), ini.plugin_sections(env, problems)
     )
@@ -736,6 +755,7 @@ def _validate(
     kube: Optional[kubeconfig.KubeContext],
     offers: _Offers,
     problems: _Problems,
+    no_context: Optional[str] = None,  # why the kubeconfig gave nothing, when one was expected
 ) -> None:
     failed = problems.failed
     if not values.get("resource") and "resource" not in failed:
@@ -756,7 +776,9 @@ def _validate(
     if not values.get("endpoint") and "endpoint" not in failed:
         problems.add(
             errors.EXIT_ENDPOINT,
-            "no API endpoint: set K8S_API_ENDPOINT (or k8s_api_endpoint in [global]), run in a pod, "
+            "no API endpoint: "
+            + (f"{no_context}. Otherwise " if no_context else "")
+            + "set K8S_API_ENDPOINT (or k8s_api_endpoint in [global]), run in a pod, "
             "or log in with `oc login`.",
         )
     _validate_credentials(values, sources, kube, offers, problems)
