@@ -23,9 +23,14 @@ setup(
     python_requires=">=3.11",  # what CI runs; README says the same (tests/test_docs.py)
     packages=find_packages(include=["watcher", "watcher.*"])
     + ["watcher.builtin_plugins"]
-    + [f"watcher.builtin_plugins.{name}" for name in PLUGINS],
-    package_dir={"watcher.builtin_plugins": "plugins"},
-    package_data={"watcher.builtin_plugins": ["*/*.yaml", "*/README.md"]},
+    + [f"watcher.builtin_plugins.{name}" for name in PLUGINS]
+    + ["watcher.conf"],
+    # conf/config.ini.sample goes inside the package too: `event-watcher --print-sample-config`.
+    package_dir={"watcher.builtin_plugins": "plugins", "watcher.conf": "conf"},
+    package_data={
+        "watcher.builtin_plugins": ["*/*.yaml", "*/README.md"],
+        "watcher.conf": ["config.ini.sample"],
+    },
     py_modules=[],
     install_requires=[
         "requests>=2.31",

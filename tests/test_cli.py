@@ -395,3 +395,28 @@ def test_insecure_skip_tls_verify_warns_once_and_json_stays_json(
     assert sum("DISABLED" in r["message"] for r in records) == 1, stderr
     assert not any("InsecureRequestWarning" in line or "Unverified HTTPS" in line for line in lines), stderr
     assert p.returncode == 0, stderr
+
+
+def test_print_sample_config_works_from_the_installed_layout(tmp_path: Path) -> None:
+    """What `pip install .` puts in site-packages (setuptools' build_py), without the checkout's conf/."""
+    build = tmp_path / "build"
+    subprocess.run(
+        [sys.executable, "setup.py", "-q", "build_py", "-d", str(build)],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
+    sample = (ROOT / "conf" / "config.ini.sample").read_text(encoding="utf-8")
+    assert (build / "watcher" / "conf" / "config.ini.sample").read_text(encoding="utf-8") == sample
+    code = f"import watcher.cli as c; assert c.__file__.startswith({str(build)!r}); c.main()"
+    result = subprocess.run(
+        [sys.executable, "-c", code, "--print-sample-config"],
+        env={**clean_env(tmp_path), "PYTHONPATH": str(build)},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == sample
+    assert "--print-sample-config" in run(["--help"], clean_env(tmp_path)).stdout

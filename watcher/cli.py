@@ -164,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="event-watcher",
         description="Watch one Kubernetes/OpenShift resource and hand every change to a chain of plugins. "
         "Settings come from environment variables, the ini file, the in-cluster serviceaccount and the "
-        "current kubeconfig context, in that order (see conf/config.ini.sample).",
+        "current kubeconfig context, in that order (every key: --print-sample-config).",
         epilog="Exit codes: 0 clean stop, 1 the API server refused something needed at start, "
         "2 usage or bad configuration, 31 resource missing or unknown, "
         "32 namespace missing, 33 endpoint missing or invalid, 34 token missing or rejected, 35 plugin "
@@ -180,6 +180,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="print the effective settings and where each came from, secrets redacted, and exit; on a bad "
         "configuration, what resolved and then the problems, with their exit code",
+    )
+    parser.add_argument(
+        "--print-sample-config",
+        action="store_true",
+        help="print the sample ini file (every key, commented, with its env var) and exit",
     )
     parser.add_argument(
         "--demo",
@@ -199,6 +204,9 @@ def main(argv: Optional[Sequence[str]] = None) -> NoReturn:
 
 
 def _main(args: argparse.Namespace) -> int:
+    if args.print_sample_config:
+        print(config.sample_path().read_text(encoding="utf-8"), end="")
+        return errors.EXIT_OK
     log_format = os.environ.get("LOG_FORMAT") or "text"
     try:  # provisional until the settings are checked: config.load reports a bad level as exit 2
         logsetup.configure(args.log_level or os.environ.get("LOG_LEVEL") or "INFO", log_format)

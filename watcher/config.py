@@ -22,6 +22,7 @@ from __future__ import annotations
 import configparser
 import difflib
 import os
+import pathlib
 import types
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -147,6 +148,7 @@ _CA = ("ca_file", "ca_data")
 # --- the settings object -----------------------------------------------------------------------------
 
 
+SAMPLE_NAME = "config.ini.sample"
 INVALID = "invalid"  # the source of a setting whose value did not parse (the problem says why)
 _EMPTY: Mapping[str, str] = types.MappingProxyType({})
 _NO_SECTIONS: Mapping[str, Mapping[str, str]] = types.MappingProxyType({})
@@ -605,6 +607,15 @@ def _serviceaccount(directory: str, env: Mapping[str, str], offers: _Offers, pro
                 "serviceaccount", "KUBERNETES_SERVICE_HOST/KUBERNETES_SERVICE_PORT", raw=f"{address}:{port}"
             ),
         )
+
+
+def sample_path() -> pathlib.Path:
+    """``conf/config.ini.sample``: beside the package in a checkout, ``watcher/conf`` once installed."""
+    package = pathlib.Path(__file__).resolve().parent
+    for candidate in (package / "conf" / SAMPLE_NAME, package.parent / "conf" / SAMPLE_NAME):
+        if candidate.is_file():
+            return candidate
+    raise errors.UsageError(f"{SAMPLE_NAME} is missing from this installation ({package})")
 
 
 def did_you_mean(word: str, choices: Any) -> str:
