@@ -20,12 +20,17 @@ setup(
     description="Watch an OpenShift/Kubernetes resource and hand every change to plugins",
     long_description=(HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
-    python_requires=">=3.9",
+    python_requires=">=3.11",  # what CI runs; README says the same (tests/test_docs.py)
     packages=find_packages(include=["watcher", "watcher.*"])
     + ["watcher.builtin_plugins"]
-    + [f"watcher.builtin_plugins.{name}" for name in PLUGINS],
-    package_dir={"watcher.builtin_plugins": "plugins"},
-    package_data={"watcher.builtin_plugins": ["*/*.yaml", "*/README.md"]},
+    + [f"watcher.builtin_plugins.{name}" for name in PLUGINS]
+    + ["watcher.conf"],
+    # conf/config.ini.sample goes inside the package too: `event-watcher --print-sample-config`.
+    package_dir={"watcher.builtin_plugins": "plugins", "watcher.conf": "conf"},
+    package_data={
+        "watcher.builtin_plugins": ["*/*.yaml", "*/README.md"],
+        "watcher.conf": ["config.ini.sample"],
+    },
     py_modules=[],
     install_requires=[
         "requests>=2.31",

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -122,6 +127,38 @@ def test_unreadable_config_file_exits_2(tmp_path: Path) -> None:
         run(["--config", str(tmp_path / "missing.ini")], clean_env(tmp_path)),
         errors.EXIT_USAGE,
         "missing.ini",
+    )
+
+
+def test_check_config_on_an_incomplete_configuration_shows_what_resolved_then_the_problems(
+    tmp_path: Path,
+) -> None:
+    ini = tmp_path / "config.ini"
+    ini.write_text(
+        "[global]\nk8s_resourse = routes\nk8s_namespace = from-ini\nwatch_timeout = soon\n"
+        "[plugin_simple]\nmessage_log_levl = DEBUG\n"
+    )
+    token = "sha256~IncompleteButSecret0123456789"
+    SECRETS.add(token)
+    result = run(["--config", str(ini), "--check-config"], clean_env(tmp_path, K8S_TOKEN=token))
+    assert result.returncode == errors.EXIT_RESOURCE, result.stderr
+    assert token not in result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    for expected in (
+        "k8s_namespace = from-ini  (ini)",
+        "k8s_token = <redacted>  (env)",
+        "k8s_resource = <unset>  (default)",
+        "k8s_api_endpoint = <unset>  (default)",
+        "watch_timeout = <invalid>  (invalid, ini)",
+        "message_log_levl = DEBUG  (ini)",
+    ):
+        assert expected in lines, result.stdout
+    errors_line = result.stderr.strip().splitlines()[-1]
+    assert errors_line.startswith("event-watcher: error: unknown key k8s_resourse"), result.stderr
+    assert "no resource to watch" in errors_line and "no API endpoint" in errors_line
+    assert "watch_timeout in [global]" in errors_line and "got 'soon'" in errors_line
+    assert (
+        "unknown key message_log_levl in [plugin_simple] (did you mean message_log_level?)" in result.stderr
     )
 
 
@@ -272,3 +309,114 @@ def test_a_python_without_the_dependencies_gets_one_line_saying_what_to_install(
     )
     assert_one_line_error(result, errors.EXIT_USAGE, "is not installed", "pip install")
     assert result.stderr.count("\n") == 1, result.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["wrong CA", "http against TLS", "unresolvable host"],
+)
+def test_a_connection_mistake_is_said_in_plain_words_repeated_and_shown_in_readyz(
+    local_api: LocalAPI, tmp_path: Path, proc_cleanup: list[subprocess.Popen[str]], case: str
+) -> None:
+    other = LocalAPI().start()  # its CA did not sign local_api's certificate
+    try:
+        extra = {
+            "wrong CA": {"K8S_CA": other.ca_file},
+            "http against TLS": {"K8S_API_ENDPOINT": f"http://{local_api.host_port}"},
+            "unresolvable host": {"K8S_API_ENDPOINT": "https://master.example.invalid:6443"},
+        }[case]
+        expected = {
+            "wrong CA": f"the server's certificate is not signed by the CA in {other.ca_file}",
+            "http against TLS": "the server speaks TLS: use https://",
+            "unresolvable host": "cannot resolve master.example.invalid",
+        }[case]
+        port = _free_port()
+        env = watcher_env(
+            local_api, tmp_path, K8S_NAMESPACE="default", WATCHER_METRICS_PORT=str(port), **extra
+        )
+        p = subprocess.Popen(
+            [sys.executable, str(ROOT / "watch.py")], env=env, cwd=ROOT, stderr=subprocess.PIPE, text=True
+        )
+        proc_cleanup.append(p)
+        bodies: list[str] = []
+
+        def readyz_after_four_attempts() -> bool:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5)
+                raise AssertionError("ready although it cannot connect")
+            except urllib.error.HTTPError as e:
+                assert e.code == 503
+                bodies.append(e.read().decode())
+            except urllib.error.URLError:
+                return False  # not listening yet
+            return bool(re.search(r"\(attempt ([4-9]|\d\d+)\)", bodies[-1]))
+
+        wait_until(readyz_after_four_attempts, timeout=30)
+        assert expected in bodies[-1], bodies[-1]
+        p.send_signal(signal.SIGTERM)
+        _, stderr = p.communicate(timeout=20)
+    finally:
+        other.stop()
+    warnings = [line for line in stderr.splitlines() if expected in line]
+    attempts = [int(re.findall(r"\(attempt (\d+)\)", line)[0]) for line in warnings]
+    # The same line again at a slowing rate: attempts 1, 2, 4, 8, ...
+    assert attempts[:3] == [1, 2, 4] and all(n & (n - 1) == 0 for n in attempts), stderr
+    for line in warnings:
+        quotes = re.sub(r"(?<=\w)'(?=\w)", "", line)  # an apostrophe (server's) is no quote
+        assert quotes.count("'") % 2 == 0 and quotes.count('"') % 2 == 0, line
+        assert line.count("(") == line.count(")"), line
+
+
+def test_insecure_skip_tls_verify_warns_once_and_json_stays_json(
+    local_api: LocalAPI, tmp_path: Path, proc_cleanup: list[subprocess.Popen[str]]
+) -> None:
+    local_api.create("routes", route("web"))
+    env = watcher_env(
+        local_api, tmp_path, K8S_NAMESPACE="default", K8S_INSECURE_SKIP_TLS_VERIFY="true", LOG_FORMAT="json"
+    )
+    del env["K8S_CA"]
+    p = subprocess.Popen(
+        [sys.executable, str(ROOT / "watch.py")], env=env, cwd=ROOT, stderr=subprocess.PIPE, text=True
+    )
+    proc_cleanup.append(p)
+    wait_until(lambda: len(local_api.requests_seen()) >= 4, timeout=20, what="a few requests")
+    time.sleep(3)  # a watch or two more, each of which used to print an InsecureRequestWarning block
+    p.send_signal(signal.SIGTERM)
+    _, stderr = p.communicate(timeout=20)
+    lines = stderr.splitlines()
+    assert lines, "nothing logged"
+    records = [json.loads(line) for line in lines]  # every line is JSON
+    assert sum("DISABLED" in r["message"] for r in records) == 1, stderr
+    assert not any("InsecureRequestWarning" in line or "Unverified HTTPS" in line for line in lines), stderr
+    assert p.returncode == 0, stderr
+
+
+def test_print_sample_config_works_from_the_installed_layout(tmp_path: Path) -> None:
+    """What `pip install .` puts in site-packages (setuptools' build_py), without the checkout's conf/."""
+    build = tmp_path / "build"
+    subprocess.run(
+        [sys.executable, "setup.py", "-q", "build_py", "-d", str(build)],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
+    sample = (ROOT / "conf" / "config.ini.sample").read_text(encoding="utf-8")
+    assert (build / "watcher" / "conf" / "config.ini.sample").read_text(encoding="utf-8") == sample
+    code = f"import watcher.cli as c; assert c.__file__.startswith({str(build)!r}); c.main()"
+    result = subprocess.run(
+        [sys.executable, "-c", code, "--print-sample-config"],
+        env={**clean_env(tmp_path), "PYTHONPATH": str(build)},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == sample
+    assert "--print-sample-config" in run(["--help"], clean_env(tmp_path)).stdout

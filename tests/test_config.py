@@ -868,3 +868,21 @@ def test_plugin_keys_come_from_the_environment_for_plugins_in_the_chain(layers: 
     assert "other" not in s.plugin_configs
     shown = config.render(s)
     assert "b = env  (env WATCHER_PLUGIN_MY_HOOK_B)" in shown and "a = ini  (ini)" in shown
+
+
+def test_a_plugin_directory_that_does_not_exist_is_an_error(tmp_path: Path) -> None:
+    missing = tmp_path / "plugns"
+    with pytest.raises(errors.ConfigError) as raised:
+        config.load(
+            {
+                "K8S_API_ENDPOINT": "h:1",
+                "K8S_TOKEN": "x",
+                "K8S_RESOURCE": "routes",
+                "WATCHER_PLUGIN_PATH": str(missing),
+            },
+            None,
+            serviceaccount_dir=str(tmp_path / "no-sa"),
+            home=str(tmp_path),
+        )
+    assert raised.value.exit_code == errors.EXIT_USAGE
+    assert str(raised.value) == f"WATCHER_PLUGIN_PATH: the plugin directory {missing} does not exist"

@@ -182,3 +182,28 @@ def test_simple_plugin_honours_its_log_level(tmp_path: Path, caplog: pytest.LogC
         record.levelno == logging.DEBUG
         and record.getMessage() == "Kind: Service; Name: x; Event Type: DELETED"
     )
+
+
+def test_a_typo_in_a_plugin_key_is_named_with_its_likely_spelling(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    s = settings(tmp_path, "simple", ini="[plugin_simple]\nmessage_log_levl = DEBUG\nworkers = 2\n")
+    (plugin,) = dispatch.load(s)
+    expected = "unknown key message_log_levl in [plugin_simple] (did you mean message_log_level?)"
+    assert plugin.notes == (expected,)
+    assert f"Ignoring {expected}." in [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+
+
+def test_a_plugin_that_declares_no_keys_gets_no_typo_warnings(tmp_path: Path) -> None:
+    (plugin,) = dispatch.load(settings(tmp_path, "record", ini="[plugin_record]\nanything = x\n"))
+    assert plugin.notes == ()
+
+
+def test_the_typo_comes_before_the_missing_key_it_causes(tmp_path: Path) -> None:
+    s = settings(tmp_path, "alert", ini="[plugin_alert]\nwebhook_uri = http://127.0.0.1:9/\n")
+    with pytest.raises(errors.PluginError) as raised:
+        dispatch.start(dispatch.load(s), s, None)
+    message = str(raised.value)
+    hint = "unknown key webhook_uri in [plugin_alert] (did you mean webhook_url?)"
+    assert message.startswith(f"plugin 'alert' refused to start: {hint}; "), message
+    assert "webhook_url" in message[len("plugin 'alert' refused to start: ") + len(hint) :], message

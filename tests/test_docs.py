@@ -74,3 +74,11 @@ def test_the_readme_plugin_example_runs_as_its_comment_says(tmp_path: Path) -> N
         proc.send_signal(signal.SIGINT)
         proc.communicate(timeout=20)
     assert proc.returncode == 0, "".join(lines)
+
+
+def test_the_python_claimed_is_the_python_tested() -> None:
+    """README and setup.py promise the same minimum, and CI (this interpreter) runs exactly it."""
+    (readme,) = re.findall(r"Python ≥ 3\.(\d+)", (ROOT / "README.md").read_text(encoding="utf-8"))
+    (setup,) = re.findall(r'python_requires=">=3\.(\d+)"', (ROOT / "setup.py").read_text(encoding="utf-8"))
+    assert readme == setup
+    assert sys.version_info[:2] == (3, int(setup)), "CI must run the oldest Python the README claims"

@@ -305,3 +305,32 @@ def test_kube_context_repr_hides_secrets(tmp_path: Path) -> None:
     context = kubeconfig.load([write(tmp_path / "kc", oc_login_doc(user=user))])
     assert context is not None
     assert TOKEN not in repr(context) and "PRIVATE-KEY-BYTES" not in repr(context)
+
+
+def test_a_missing_kubeconfig_file_or_empty_current_context_is_named(tmp_path: Path) -> None:
+    gone = str(tmp_path / "gone" / "config")
+    error = load_error(tmp_path, {"KUBECONFIG": gone, "K8S_TOKEN": "x"})
+    assert error.exit_code == errors.EXIT_ENDPOINT
+    assert str(error).startswith(f"no API endpoint: $KUBECONFIG names {gone}, which does not exist. ")
+    path = write(tmp_path / "kc", {**oc_login_doc(), "current-context": ""})
+    error = load_error(tmp_path, {"KUBECONFIG": path, "K8S_TOKEN": "x"})
+    assert str(error).startswith(f"no API endpoint: the kubeconfig {path} has no current-context ")
+    # Nothing pointed at a kubeconfig: the generic advice alone.
+    assert str(load_error(tmp_path, {"K8S_TOKEN": "x"})).startswith("no API endpoint: set K8S_API_ENDPOINT")
+
+
+def test_a_rejected_credential_is_named_as_what_was_used(tmp_path: Path) -> None:
+    (tmp_path / "pki").mkdir()
+    (tmp_path / "pki" / "admin.crt").write_text("cert")
+    (tmp_path / "pki" / "admin.key").write_text("key")
+    user = {"client-certificate": "pki/admin.crt", "client-key": "pki/admin.key"}
+    path = write(tmp_path / "admin.kubeconfig", oc_login_doc(user=user))
+    said = load_settings(tmp_path, {"KUBECONFIG": path}).credentials()
+    assert "K8S_TOKEN" not in said
+    assert said.startswith(f"the client certificate {tmp_path / 'pki' / 'admin.crt'} of kubeconfig context ")
+    assert path in said
+    token_user = load_settings(tmp_path, {"KUBECONFIG": write(tmp_path / "kc", oc_login_doc())})
+    assert token_user.credentials().startswith("the token of kubeconfig context demo/api-crc-testing")
+    assert load_settings(tmp_path, {"K8S_API_ENDPOINT": "h:1", "K8S_TOKEN": "x"}).credentials() == (
+        "the token from K8S_TOKEN"
+    )

@@ -305,7 +305,9 @@ def start_for_a_while(settings: config.Settings, seconds: float = 2.0) -> None:
 
 
 def tls_failures(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [r.getMessage() for r in caplog.records if "TLS error" in r.getMessage()]
+    return [
+        r.getMessage() for r in caplog.records if "the server's certificate is not signed" in r.getMessage()
+    ]
 
 
 def test_no_ca_configured_uses_system_trust_and_refuses_the_local_ca(
@@ -314,7 +316,7 @@ def test_no_ca_configured_uses_system_trust_and_refuses_the_local_ca(
     start_for_a_while(settings_for(local_api, tmp_path))
     assert local_api.requests_seen() == [], "a request reached the server without verification"
     failures = tls_failures(caplog)
-    assert failures and all("certificate verify failed" in m for m in failures)
+    assert failures and all("not signed by a CA this machine trusts: set K8S_CA" in m for m in failures)
 
 
 def test_a_ca_that_did_not_sign_the_server_keeps_failing_and_never_falls_back(
@@ -328,8 +330,11 @@ def test_a_ca_that_did_not_sign_the_server_keeps_failing_and_never_falls_back(
     ]
     assert len(refused) >= 3, "the watcher stopped trying"
     failures = tls_failures(caplog)
-    assert len(failures) == 1  # said once per streak, not once per try
-    assert "certificate verify failed" in failures[0] and local_api.url in failures[0]
+    # Said again at attempts 1, 2, 4, ... only, not once per try.
+    attempts = [int(m.rsplit("(attempt ", 1)[1].rstrip(").")) for m in failures]
+    assert attempts == [2**n for n in range(len(attempts))], attempts
+    assert len(failures) < len(refused)
+    assert f"not signed by the CA in {other}" in failures[0] and local_api.url in failures[0]
 
 
 @pytest.mark.parametrize(

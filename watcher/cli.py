@@ -109,18 +109,24 @@ class App:
             group, version, openshift_only = api_path_target(s.api_path)
         backoff = Backoff(self.tuning.backoff_initial, self.tuning.backoff_cap)
         failing = ""
+        attempt = 0
         while not self.stop_event.is_set():
             try:
                 return self.client.discover(s.resource, group, version, openshift_only=openshift_only)
             except errors.Unauthorized as e:
                 if not s.token_file:
-                    raise errors.ConfigError(f"{e}; check K8S_TOKEN", exit_code=errors.EXIT_TOKEN) from None
+                    raise errors.ConfigError(
+                        f"{e}; check {s.credentials()}", exit_code=errors.EXIT_TOKEN
+                    ) from None
                 message = f"{e}."
             except (errors.TransportError, errors.ServerError, errors.Throttled) as e:
                 message = f"{e}."
-            if message != failing:
-                logger.warning("%s Retrying with backoff.", message)
+            attempt += 1
+            # A mistake that never fixes itself stays visible, at a slowing rate: attempts 1, 2, 4, 8, ...
+            if message != failing or attempt & (attempt - 1) == 0:
+                logger.warning("%s Retrying with backoff (attempt %d).", message, attempt)
                 failing = message
+            self.probes.failing(f"{message.rstrip('.')} (attempt {attempt})")
             self.stop_event.wait(backoff.next())
         return None
 
@@ -158,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="event-watcher",
         description="Watch one Kubernetes/OpenShift resource and hand every change to a chain of plugins. "
         "Settings come from environment variables, the ini file, the in-cluster serviceaccount and the "
-        "current kubeconfig context, in that order (see conf/config.ini.sample).",
+        "current kubeconfig context, in that order (every key: --print-sample-config).",
         epilog="Exit codes: 0 clean stop, 1 the API server refused something needed at start, "
         "2 usage or bad configuration, 31 resource missing or unknown, "
         "32 namespace missing, 33 endpoint missing or invalid, 34 token missing or rejected, 35 plugin "
@@ -172,7 +178,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--check-config",
         action="store_true",
-        help="print the effective settings and where each came from, secrets redacted, and exit",
+        help="print the effective settings and where each came from, secrets redacted, and exit; on a bad "
+        "configuration, what resolved and then the problems, with their exit code",
+    )
+    parser.add_argument(
+        "--print-sample-config",
+        action="store_true",
+        help="print the sample ini file (every key, commented, with its env var) and exit",
     )
     parser.add_argument(
         "--demo",
@@ -192,6 +204,9 @@ def main(argv: Optional[Sequence[str]] = None) -> NoReturn:
 
 
 def _main(args: argparse.Namespace) -> int:
+    if args.print_sample_config:
+        print(config.sample_path().read_text(encoding="utf-8"), end="")
+        return errors.EXIT_OK
     log_format = os.environ.get("LOG_FORMAT") or "text"
     try:  # provisional until the settings are checked: config.load reports a bad level as exit 2
         logsetup.configure(args.log_level or os.environ.get("LOG_LEVEL") or "INFO", log_format)
@@ -213,10 +228,13 @@ def _main(args: argparse.Namespace) -> int:
         for note in settings.notes:
             logger.warning("Ignoring %s.", note)
         if args.check_config:
-            print(config.render(settings, dispatch.secret_keys(settings)))
+            _check_config(settings)
             return errors.EXIT_OK
         return serve(settings, demo=demo)
     except errors.WatcherError as e:
+        partial = getattr(e, "partial", None)
+        if args.check_config and partial is not None:  # what resolved, then the problems
+            _check_config(partial)
         print(f"event-watcher: error: {e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
@@ -224,6 +242,13 @@ def _main(args: argparse.Namespace) -> int:
     finally:
         if demo is not None:
             demo.stop()
+
+
+def _check_config(settings: config.Settings) -> None:
+    """The settings and their sources on stdout; typos in plugin sections as the daemon would log them."""
+    print(config.render(settings, dispatch.secret_keys(settings)), flush=True)
+    for note in dispatch.key_notes(settings):
+        logger.warning("Ignoring %s.", note)
 
 
 def serve(settings: config.Settings, *, demo: Any = None) -> int:

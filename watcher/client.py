@@ -15,6 +15,7 @@ import socket
 import ssl
 import tempfile
 import time
+import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Optional, Union
@@ -259,6 +260,8 @@ class Client:
                 "can read the token and forge events. Use k8s_ca instead.",
                 self.base,
             )
+            # Said once, just above: urllib3 would repeat it as a multi-line warning on every request.
+            warnings.filterwarnings("ignore", category=urllib3.exceptions.InsecureRequestWarning)
             return False
         if s.ca_file:
             return _usable_ca(s.ca_file, s.sources.get("ca_file", ""))
@@ -284,6 +287,36 @@ class Client:
         return (cert, key) if cert and key else None
 
     # --- requests -----------------------------------------------------------------------------------
+
+    def _transport_error(self, e: BaseException, action: str) -> errors.TransportError:
+        """The mistake a failed connection most likely comes from, in plain words, before what the
+        library said: these never fix themselves, and urllib3's nested reprs hide them."""
+        mistake = self._likely_mistake(_chain_text(e))
+        if mistake:
+            return errors.TransportError(f"{mistake} ({self.base}, trying to {action})")
+        detail = _short(e)
+        if isinstance(e, (ssl.SSLError, requests.exceptions.SSLError)):
+            return errors.TransportError(f"TLS error talking to {self.base} trying to {action}: {detail}")
+        return errors.TransportError(f"cannot reach {self.base} to {action}: {detail}")
+
+    def _likely_mistake(self, text: str) -> Optional[str]:
+        parts = urlsplit(self.base)
+        host = parts.hostname or ""
+        if any(marker in text for marker in _UNRESOLVED):
+            return f"cannot resolve {host}"
+        if "CERTIFICATE_VERIFY_FAILED" in text:
+            if "mismatch" in text:  # "Hostname mismatch" or "IP address mismatch"
+                return f"the server's certificate is not valid for the name {host}"
+            if isinstance(self.verify, str):
+                inline = "the kubeconfig's certificate-authority-data"
+                where = self.verify if self.settings.ca_file else inline
+                return f"the server's certificate is not signed by the CA in {where}"
+            return "the server's certificate is not signed by a CA this machine trusts: set K8S_CA (k8s_ca)"
+        if "WRONG_VERSION_NUMBER" in text and parts.scheme == "https":
+            return "the server does not speak TLS: use http://"
+        if parts.scheme == "http" and _speaks_tls(host, parts.port or 80):
+            return "the server speaks TLS: use https://"
+        return None
 
     def _send(
         self,
@@ -318,12 +351,8 @@ class Client:
                     cert=self.cert,
                     timeout=(CONNECT_TIMEOUT, read_timeout),
                 )
-            except requests.exceptions.SSLError as e:
-                raise errors.TransportError(
-                    f"TLS error talking to {self.base} while trying to {action}: {_short(e)}"
-                ) from None
             except requests.RequestException as e:
-                raise errors.TransportError(f"cannot reach {self.base} to {action}: {_short(e)}") from None
+                raise self._transport_error(e, action) from None
             if response.status_code == 401 and attempt == 1 and self.tokens.refresh():
                 response.close()
                 continue
@@ -521,12 +550,8 @@ class Client:
                     read_timeout=read_timeout,
                     socket_options=_KEEPALIVE,
                 )
-            except ssl.SSLError as e:
-                raise errors.TransportError(
-                    f"TLS error talking to {self.base} while trying to {action}: {_short(e)}"
-                ) from None
-            except (OSError, errors.TransportError, stream.ChunkedFramingError) as e:
-                raise errors.TransportError(f"cannot reach {self.base} to {action}: {_short(e)}") from None
+            except (OSError, errors.TransportError, stream.ChunkedFramingError) as e:  # ssl.SSLError too
+                raise self._transport_error(e, action) from None
             if watch.status < 400:
                 return watch
             try:
@@ -627,11 +652,56 @@ def _selectors(label_selector: Optional[str], field_selector: Optional[str]) -> 
     return params
 
 
+# What getaddrinfo says, through urllib3's NameResolutionError, on Linux (glibc, musl) and macOS.
+_UNRESOLVED = (
+    "Name or service not known",
+    "nodename nor servname",
+    "Temporary failure in name resolution",
+    "No address associated with hostname",
+    "Failed to resolve",
+    "NameResolutionError",
+)
+
+
+def _chain_text(exc: BaseException) -> str:
+    """Every message in the chain: requests wraps urllib3's MaxRetryError, whose ``reason`` holds the
+    socket or SSL error that says what happened."""
+    seen: list[str] = []
+    todo: list[object] = [exc]
+    while todo and len(seen) < 20:
+        current = todo.pop()
+        if not isinstance(current, BaseException):
+            continue
+        seen.append(f"{type(current).__name__}: {current}")
+        todo += [current.__cause__, current.__context__, getattr(current, "reason", None), *current.args]
+    return " | ".join(seen)
+
+
+def _speaks_tls(host: str, port: int) -> bool:
+    """A TLS handshake succeeds on ``host:port``: the http:// endpoint is really an https:// one."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    try:
+        with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT) as sock:
+            context.wrap_socket(sock, server_hostname=host or None).close()  # the handshake is the test
+            return True
+    except (OSError, ValueError):
+        return False
+
+
 def _short(exc: BaseException) -> str:
-    """One line out of the nested reprs urllib3 builds (``HTTPSConnectionPool(...): Max retries ...``)."""
+    """One line out of the nested reprs urllib3 builds (``HTTPSConnectionPool(...): Max retries ...``),
+    with quotes and parentheses balanced again after the cut."""
     text = str(exc)
     for marker in ("Caused by ", "(Caused by"):
         if marker in text:
             text = text.split(marker, 1)[1]
-    text = text.strip("()' ")
-    return text[:300]
+    text = text.strip("()' ")[:300]
+    for pair in ("()", "[]", "<>"):
+        if text.count(pair[0]) != text.count(pair[1]):
+            text = text.replace(pair[0], "").replace(pair[1], "")
+    for quote in ("'", '"'):
+        if text.count(quote) % 2:
+            text = text.replace(quote, "")
+    return text

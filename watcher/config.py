@@ -22,6 +22,7 @@ from __future__ import annotations
 import configparser
 import difflib
 import os
+import pathlib
 import types
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -147,6 +148,8 @@ _CA = ("ca_file", "ca_data")
 # --- the settings object -----------------------------------------------------------------------------
 
 
+SAMPLE_NAME = "config.ini.sample"
+INVALID = "invalid"  # the source of a setting whose value did not parse (the problem says why)
 _EMPTY: Mapping[str, str] = types.MappingProxyType({})
 _NO_SECTIONS: Mapping[str, Mapping[str, str]] = types.MappingProxyType({})
 
@@ -244,6 +247,23 @@ class Settings:
                 return None
         return None
 
+    def credentials(self) -> str:
+        """What the API server was shown, for the message when it refuses it: telling a user of a
+        kubeconfig client certificate to "check K8S_TOKEN" sends them the wrong way."""
+        where = {"env": "K8S_TOKEN", "ini": f"k8s_token in {self.config_file}"}
+        if self.token:
+            source = self.sources.get("token", "")
+            if source == "kubeconfig":
+                return f"the token of kubeconfig context {self.kubeconfig_context} (log in again: `oc login`)"
+            return f"the token from {where.get(source, source)}"
+        if self.client_cert_file or self.client_cert_data:
+            cert = self.client_cert_file or "client-certificate-data"
+            context = f" of kubeconfig context {self.kubeconfig_context}" if self.kubeconfig_context else ""
+            return (
+                f"the client certificate {cert}{context}: is it signed by the cluster's client CA, unexpired?"
+            )
+        return "the credentials: none is configured (set K8S_TOKEN or K8S_TOKEN_FILE, or `oc login`)"
+
     def plugin_config(self, name: str) -> Mapping[str, str]:
         """The ``[plugin_<name>]`` section; the seed's directory names (``plugin_simple``) work too."""
         if name in self.plugin_configs:
@@ -288,13 +308,17 @@ class _Problems:
             self.failed.add(setting)
 
     def raise_if_any(
-        self, cls: type[errors.ConfigError] = errors.ConfigError, hints: tuple[str, ...] = ()
+        self,
+        cls: type[errors.ConfigError] = errors.ConfigError,
+        hints: tuple[str, ...] = (),
+        partial: Optional[Callable[[], Settings]] = None,
     ) -> None:
         """``hints`` (typos that likely caused the problems) come first, with the exit code of the
-        most specific problem, so a missing k8s_resource is explained by the k8s_resourse next to it."""
+        most specific problem, so a missing k8s_resource is explained by the k8s_resourse next to it.
+        ``partial`` builds the settings as far as they resolved, carried by the error."""
         if self.items:
             ordered = sorted(self.items, key=lambda item: self._RANK.get(item[0], len(self._RANK)))
-            raise cls([(ordered[0][0], hint) for hint in hints] + ordered)
+            raise cls([(ordered[0][0], hint) for hint in hints] + ordered, partial=partial and partial())
 
 
 def _hide_value(message: str, raw: str, label: str) -> str:
@@ -331,8 +355,9 @@ def load(
     if home is None:
         home = env.get("HOME")
     kube: Optional[kubeconfig.KubeContext] = None
+    kube_files = kubeconfig.paths(env, home)
     try:
-        kube = kubeconfig.load(kubeconfig.paths(env, home))
+        kube = kubeconfig.load(kube_files)
     except errors.ConfigError as e:
         for code, message in e.problems:
             file_problems.add(code, message)
@@ -375,6 +400,7 @@ def load(
             message = _hide_value(str(e), candidate.raw, candidate.label) if candidate.hidden else str(e)
             problems.add(key.exit_code, message, name)
             values[name] = key.default
+            sources[name] = f"{INVALID}, {candidate.source}"  # only a partial Settings shows it
 
     grouped = set(_CREDENTIALS) | set(_CA) | {"insecure_skip_tls_verify"}
     for key in KEYS:
@@ -391,31 +417,35 @@ def load(
     settle("insecure_skip_tls_verify", insecure)
 
     legacy_oapi = _split_resource_and_group(values, sources, problems)
-    _validate(values, sources, kube, offers, problems)
+    no_context = None if kube else kubeconfig.why_no_context(kube_files, bool(env.get("KUBECONFIG")))
+    _validate(values, sources, kube, offers, problems, no_context)
     plugin_configs, plugin_env = _plugin_env(
         env, values.get("plugins") or (), ini.plugin_sections(env, problems)
     )
     notes = _unknown_notes(ini, env, values.get("plugins") or ())
     _check_plugin_path(values.get("plugin_path") or (), sources, offers, problems)
-    problems.raise_if_any(hints=tuple(note for note in notes if "did you mean" in note))
 
-    return Settings(
-        **{name: values[name] for name in values if name in Settings.__dataclass_fields__},
-        legacy_oapi=legacy_oapi,
-        plugin_configs=plugin_configs,
-        plugin_env=plugin_env,
-        sources=types.MappingProxyType(dict(sources)),
-        config_file=ini.path,
-        kubeconfig_context=(
-            f"{kube.context} in {kube.path}"
-            if kube is not None and "kubeconfig" in sources.values()
-            else None
-        ),
-        unknown_keys=ini.unknown_keys(),
-        unknown_sections=ini.unknown_sections(),
-        notes=notes,
-        env_references=tuple(sorted((s, k, v) for (s, k), v in ini.references.items())),
-    )
+    def settings() -> Settings:
+        return Settings(
+            **{name: values[name] for name in values if name in Settings.__dataclass_fields__},
+            legacy_oapi=legacy_oapi,
+            plugin_configs=plugin_configs,
+            plugin_env=plugin_env,
+            sources=types.MappingProxyType(dict(sources)),
+            config_file=ini.path,
+            kubeconfig_context=(
+                f"{kube.context} in {kube.path}"
+                if kube is not None and "kubeconfig" in sources.values()
+                else None
+            ),
+            unknown_keys=ini.unknown_keys(),
+            unknown_sections=ini.unknown_sections(),
+            notes=notes,
+            env_references=tuple(sorted((s, k, v) for (s, k), v in ini.references.items())),
+        )
+
+    problems.raise_if_any(hints=tuple(note for note in notes if "did you mean" in note), partial=settings)
+    return settings()
 
 
 class _Offers:
@@ -579,7 +609,17 @@ def _serviceaccount(directory: str, env: Mapping[str, str], offers: _Offers, pro
         )
 
 
-def _did_you_mean(word: str, choices: Any) -> str:
+def sample_path() -> pathlib.Path:
+    """``conf/config.ini.sample``: beside the package in a checkout, ``watcher/conf`` once installed."""
+    package = pathlib.Path(__file__).resolve().parent
+    for candidate in (package / "conf" / SAMPLE_NAME, package.parent / "conf" / SAMPLE_NAME):
+        if candidate.is_file():
+            return candidate
+    raise errors.UsageError(f"{SAMPLE_NAME} is missing from this installation ({package})")
+
+
+def did_you_mean(word: str, choices: Any) -> str:
+    """`` (did you mean k8s_resource?)`` for the closest choice, or nothing when none is close."""
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.7)
     return f" (did you mean {close[0]}?)" if close else ""
 
@@ -588,12 +628,12 @@ def _unknown_notes(ini: _Ini, env: Mapping[str, str], chain: tuple[str, ...]) ->
     """Whatever nobody will read: unknown [global] keys, sections of plugins not in the chain, and
     K8S_*/WATCHER_* variables that are no setting; each named with its likely intended spelling."""
     notes = [
-        f"unknown key {key} in [{GLOBAL_SECTION}] of {ini.path}{_did_you_mean(key, _BY_INI)}"
+        f"unknown key {key} in [{GLOBAL_SECTION}] of {ini.path}{did_you_mean(key, _BY_INI)}"
         for key in ini.unknown_keys()
     ]
     sections = [PLUGIN_SECTION_PREFIX + p for p in chain]
     notes += [
-        f"unknown section [{name}] in {ini.path}{_did_you_mean(name, sections)}"
+        f"unknown section [{name}] in {ini.path}{did_you_mean(name, sections)}"
         for name in ini.unknown_sections()
     ]
     in_chain = {p[len(PLUGIN_SECTION_PREFIX) :] if p.startswith(PLUGIN_SECTION_PREFIX) else p for p in chain}
@@ -601,7 +641,7 @@ def _unknown_notes(ini: _Ini, env: Mapping[str, str], chain: tuple[str, ...]) ->
         for name in ini.parser.sections():
             plugin = name[len(PLUGIN_SECTION_PREFIX) :]
             if name.startswith(PLUGIN_SECTION_PREFIX) and plugin and plugin not in in_chain:
-                hint = _did_you_mean(name, [PLUGIN_SECTION_PREFIX + p for p in sorted(in_chain)])
+                hint = did_you_mean(name, [PLUGIN_SECTION_PREFIX + p for p in sorted(in_chain)])
                 notes.append(
                     f"section [{name}] in {ini.path} is for plugin {plugin}, which is not in the chain "
                     f"(watcher_plugin = {', '.join(chain)}){hint}"
@@ -611,7 +651,7 @@ def _unknown_notes(ini: _Ini, env: Mapping[str, str], chain: tuple[str, ...]) ->
     for variable in sorted(env):
         ours = variable.startswith(("K8S_", "WATCHER_")) and not variable.startswith(prefixes)
         if ours and variable not in known_env:
-            notes.append(f"unknown environment variable {variable}{_did_you_mean(variable, known_env)}")
+            notes.append(f"unknown environment variable {variable}{did_you_mean(variable, known_env)}")
     return tuple(notes)
 
 
@@ -726,6 +766,7 @@ def _validate(
     kube: Optional[kubeconfig.KubeContext],
     offers: _Offers,
     problems: _Problems,
+    no_context: Optional[str] = None,  # why the kubeconfig gave nothing, when one was expected
 ) -> None:
     failed = problems.failed
     if not values.get("resource") and "resource" not in failed:
@@ -746,7 +787,9 @@ def _validate(
     if not values.get("endpoint") and "endpoint" not in failed:
         problems.add(
             errors.EXIT_ENDPOINT,
-            "no API endpoint: set K8S_API_ENDPOINT (or k8s_api_endpoint in [global]), run in a pod, "
+            "no API endpoint: "
+            + (f"{no_context}. Otherwise " if no_context else "")
+            + "set K8S_API_ENDPOINT (or k8s_api_endpoint in [global]), run in a pod, "
             "or log in with `oc login`.",
         )
     _validate_credentials(values, sources, kube, offers, problems)
@@ -869,7 +912,9 @@ def render(settings: Settings, secret_keys: Optional[Mapping[str, Optional[froze
     for key in KEYS:
         value = getattr(settings, key.name)
         source = settings.sources.get(key.name, "default")
-        if source == "ini" and (GLOBAL_SECTION, key.ini) in referenced:
+        if source.startswith(INVALID):
+            shown = "<invalid>"
+        elif source == "ini" and (GLOBAL_SECTION, key.ini) in referenced:
             shown = f"<from ${referenced[(GLOBAL_SECTION, key.ini)]}>"
         elif key.name == "ca_file" and value is None and settings.ca_data:
             shown = "<certificate-authority-data>"

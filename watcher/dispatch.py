@@ -2,10 +2,12 @@
 
 A plugin is a directory with ``__init__.py`` defining ``handle_event(watcher, event, config)``; it may
 define ``init(watcher, config)``, ``close()``, ``sweep(watcher, objects, config)`` (repair what it owns
-outside against the current objects; see ``watcher.reconciler``), and ``WORKERS``, how many objects it
-can handle at once unless its section says ``workers``. Plugins are searched in ``plugin_path``, then in the
-built-in ``plugins/``, then among installed distributions' ``event_watcher.plugins`` entry points.
-Calling them is the reconciler's job (``watcher.reconciler``): a work queue per plugin.
+outside against the current objects; see ``watcher.reconciler``), ``WORKERS``, how many objects it
+can handle at once unless its section says ``workers``, ``KEYS``, every option its section may hold
+(the core names any other with "did you mean"), and ``SECRET_KEYS``, those whose values are secrets.
+Plugins are searched in ``plugin_path``, then in the built-in ``plugins/``, then among installed
+distributions' ``event_watcher.plugins`` entry points. Calling them is the reconciler's job
+(``watcher.reconciler``): a work queue per plugin.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable, Optional
 
-from watcher import configvalues, errors
+from watcher import config, configvalues, errors
 from watcher.client import Client, ResourceInfo
 from watcher.config import Settings
 from watcher.recorder import EventRecorder
@@ -119,6 +121,7 @@ class Plugin:
     origin: str
     config: Mapping[str, str]  # its section, without the WORK_KEYS
     work: WorkSettings = WorkSettings()
+    notes: tuple[str, ...] = ()  # unknown keys of its section, each with its likely intended spelling
     handle: Callable[..., Any] = field(init=False)
     sweep: Optional[Callable[..., Any]] = field(init=False)  # None: it has none, or sweep_period is 0
 
@@ -233,6 +236,45 @@ def declared_secrets(module: ModuleType) -> Optional[frozenset[str]]:
     return frozenset(declared)
 
 
+def declared_keys(name: str, module: ModuleType) -> Optional[frozenset[str]]:
+    """The plugin's ``KEYS`` (every option it reads) plus the core's WORK_KEYS; None: it declares none,
+    and then nothing in its section can be called unknown."""
+    declared = getattr(module, "KEYS", None)
+    if declared is None:
+        return None
+    if isinstance(declared, str) or not all(isinstance(key, str) for key in declared):
+        raise errors.PluginError(f"plugin {name!r}: KEYS must be a sequence of option names")
+    return frozenset(declared) | {key for key, _ in WORK_KEYS}
+
+
+def unknown_key_notes(name: str, module: ModuleType, section: Mapping[str, str]) -> tuple[str, ...]:
+    """``unknown key dns_zonee in [plugin_dns] (did you mean dns_zone?)`` for each option the plugin does
+    not declare: a typo is named here, before the plugin's init says the key it spoils is missing."""
+    known = declared_keys(name, module)
+    if known is None:
+        return ()
+    section_name = name if name.startswith("plugin_") else f"plugin_{name}"
+    return tuple(
+        f"unknown key {key} in [{section_name}]{config.did_you_mean(key, sorted(known))}"
+        for key in sorted(section)
+        if key not in known
+    )
+
+
+def key_notes(settings: Settings) -> list[str]:
+    """The unknown keys of every plugin section of the chain, for --check-config (which starts nothing);
+    a plugin that cannot be imported is the start's error to report, not this check's."""
+    notes: list[str] = []
+    for name in settings.plugins:
+        try:
+            notes += unknown_key_notes(
+                name, find(name, settings.plugin_path)[0], settings.plugin_config(name)
+            )
+        except errors.PluginError:
+            continue
+    return notes
+
+
 def secret_keys(settings: Settings) -> dict[str, Optional[frozenset[str]]]:
     """Per plugin of the chain (by section name), what it declares secret; a plugin that cannot be
     imported declares nothing, and --check-config then guesses by option names."""
@@ -254,7 +296,10 @@ def load(settings: Settings) -> list[Plugin]:
         section = settings.plugin_config(name)
         work = work_settings(name, module, section)
         own = {key: value for key, value in section.items() if key not in dict(WORK_KEYS)}
-        plugins.append(Plugin(name, module, origin, own, work))
+        notes = unknown_key_notes(name, module, section)
+        for note in notes:
+            logger.warning("Ignoring %s.", note)
+        plugins.append(Plugin(name, module, origin, own, work, notes))
         logger.info("Loaded plugin %s from %s (%d workers).", name, origin, work.workers)
     return plugins
 
@@ -278,7 +323,7 @@ def start(
                 init(context, plugin.config)
             except Exception as e:
                 close_all(started)
-                detail = str(e) or type(e).__name__
+                detail = "; ".join((*plugin.notes, str(e) or type(e).__name__))
                 raise errors.PluginError(f"plugin {plugin.name!r} refused to start: {detail}") from e
         started.append(plugin)
         contexts.append(context)

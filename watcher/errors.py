@@ -7,7 +7,7 @@ Deployments and scripts that look at them keep working.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -33,10 +33,15 @@ class ConfigError(WatcherError):
 
     exit_code = EXIT_USAGE
 
-    def __init__(self, problems: list[tuple[int, str]] | str, exit_code: Optional[int] = None):
+    def __init__(
+        self, problems: list[tuple[int, str]] | str, exit_code: Optional[int] = None, partial: Any = None
+    ):
         if isinstance(problems, str):
             problems = [(exit_code if exit_code is not None else type(self).exit_code, problems)]
         self.problems = list(problems)
+        # What could be resolved despite the problems (a config.Settings with gaps), for --check-config:
+        # an incomplete configuration is exactly when a user asks where each value came from.
+        self.partial = partial
         # The first problem decides the exit code: callers put the most specific one first.
         self.exit_code = self.problems[0][0]
         super().__init__("; ".join(message for _, message in self.problems))

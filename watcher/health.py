@@ -73,6 +73,7 @@ class Probes:
         self._beat = clock()
         self._lease_seen = False
         self._check: Callable[[], Optional[str]] = lambda: None
+        self._problem: Optional[str] = None  # why it is not watching yet, for /readyz
 
     # --- fed by the run loop ------------------------------------------------------------------------
 
@@ -85,8 +86,15 @@ class Probes:
         when a probe asks."""
         self._check = problem
 
+    def failing(self, problem: str) -> None:
+        """The last reason the start is still waiting (the API server unreachable, a wrong CA), with
+        the attempt count: /readyz shows it, so ``oc describe pod`` says what is wrong."""
+        with self._lock:
+            self._problem = problem
+
     def watching(self, informer: Watching, role: str = "single") -> None:
         with self._lock:
+            self._problem = None
             self._informer = informer
             self._role = role
             self._beat = self._clock()
@@ -124,13 +132,13 @@ class Probes:
 
     def readiness(self) -> Verdict:
         with self._lock:
-            informer, role, lease_seen = self._informer, self._role, self._lease_seen
+            informer, role, lease_seen, problem = self._informer, self._role, self._lease_seen, self._problem
         if role == "standby":
             if lease_seen:
                 return Verdict(True, "standby: another replica holds the lease")
             return Verdict(False, "standby: the lease has not been read yet")
         if informer is None:
-            return Verdict(False, f"{role}: not watching yet")
+            return Verdict(False, f"{role}: not watching yet" + (f": {problem}" if problem else ""))
         if not informer.ready.is_set():
             return Verdict(False, f"{role}: the first list or the watch is not done yet")
         return Verdict(True, f"{role}: watching")

@@ -82,6 +82,20 @@ def paths(environ: Mapping[str, str], home: Optional[str]) -> list[str]:
     return []
 
 
+def why_no_context(files: Sequence[str], from_env: bool) -> Optional[str]:
+    """Why ``files`` gave no context, naming them (a user who set $KUBECONFIG or ran ``oc login``
+    expects it to be used), or None when nothing pointed at a kubeconfig."""
+    existing = [path for path in files if os.path.isfile(path)]
+    if not existing:
+        if not from_env:
+            return None
+        return f"$KUBECONFIG names {', '.join(files)}, which {'does' if len(files) == 1 else 'do'} not exist"
+    return (
+        f"the kubeconfig {', '.join(existing)} has no current-context "
+        "(run `kubectl config use-context NAME` or `oc login`)"
+    )
+
+
 @dataclass
 class _Entry:
     """One named cluster/user/context with the file that defined it (relative paths resolve there)."""

@@ -87,5 +87,7 @@ def configure(level: str, fmt: str, secrets: Optional[Callable[[], Sequence[str]
         handler.addFilter(RedactSecrets(secrets))
     root.addHandler(handler)
     root.setLevel(level.upper() if isinstance(level, str) else level)
+    # A library's warnings.warn is a log record too, so that with LOG_FORMAT=json every stderr line is JSON.
+    logging.captureWarnings(True)
     # urllib3 logs every request line at DEBUG; nothing secret, but it drowns the watcher's own lines.
     logging.getLogger("urllib3").setLevel(max(logging.INFO, root.level))

@@ -13,7 +13,9 @@ from . import engine, memory, paths, rules, settings, sinks
 
 __all__ = ["close", "handle_event", "init", "state", "sweep"]
 
-# Values --check-config shows as <redacted>: a Slack-style webhook URL is its own credential.
+# What the core reads: every key of [plugin_alert] (any other is named as a typo), and the secret ones
+# (--check-config shows them as <redacted>: a Slack-style webhook URL is its own credential).
+KEYS = tuple(sorted(settings.KNOWN_KEYS))
 SECRET_KEYS = ("webhook_url", "alertmanager_url")
 
 logger = logging.getLogger(__name__)

@@ -112,11 +112,6 @@ def parse_duration(value: str, key: str) -> float:
 def load(config: Mapping[str, str]) -> AlertSettings:
     """Build the settings or raise ``PluginError`` naming every bad key."""
     problems: list[str] = []
-    unknown = sorted(set(config) - KNOWN_KEYS)
-    if unknown:
-        problems.append(
-            f"unknown key {', '.join(unknown)} (known: {', '.join(sorted(TOP_KEYS + CONNECTION_KEYS))})"
-        )
 
     def get(key: str) -> Optional[str]:
         value = config.get(key)

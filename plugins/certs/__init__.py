@@ -19,7 +19,9 @@ from .controller import Controller
 
 __all__ = ["close", "handle_event", "init", "sweep"]
 
-# Values --check-config shows as <redacted> (the core reads this declaration).
+# What the core reads: every key of [plugin_certs] (any other is named as a typo), and the secret ones
+# (--check-config shows them as <redacted>).
+KEYS = tuple(sorted(cert_settings.KNOWN_KEYS))
 SECRET_KEYS = ("ipa_password", "dns_key_secret")
 
 logger = logging.getLogger(__name__)
@@ -40,9 +42,6 @@ def init(watcher: Any, config: Mapping[str, str]) -> None:
             f"and cannot work on k8s_resource = {resource}"
         )
     settings = cert_settings.load(config)
-    unknown = cert_settings.unknown_keys(config)
-    if unknown:
-        logger.warning("Unknown key(s) in [plugin_certs], ignored (a typo?): %s.", ", ".join(unknown))
     unused = cert_settings.unused_keys(config, settings.issuer)
     if unused:
         logger.warning(

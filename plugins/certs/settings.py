@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 
 ISSUERS = ("ipa", "acme", "local")
 
-# Every key the section may hold, by who reads it; anything else is probably a typo and gets a warning.
+# Every key the section may hold, by who reads it; the core names anything else as a likely typo.
 COMMON_KEYS = (
     "issuer",
     "need_cert_annotation",
@@ -69,10 +69,6 @@ ISSUER_KEYS = {
     "local": ("local_ca_cert", "local_ca_key", "local_validity_days"),
 }
 KNOWN_KEYS = frozenset(COMMON_KEYS).union(*ISSUER_KEYS.values())
-
-
-def unknown_keys(config: Mapping[str, str]) -> list[str]:
-    return sorted(key for key in config if key not in KNOWN_KEYS)
 
 
 def unused_keys(config: Mapping[str, str], issuer: str) -> list[str]:

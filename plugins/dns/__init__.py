@@ -16,7 +16,9 @@ from .plugin import DNSPlugin
 
 __all__ = ["close", "handle_event", "init", "sweep"]
 
-# Values --check-config shows as <redacted> (the core reads this declaration).
+# What the core reads: every key of [plugin_dns] (any other is named as a typo), and the secret ones
+# (--check-config shows them as <redacted>).
+KEYS = settings_module.KEYS
 SECRET_KEYS = ("dns_key_secret",)
 
 _plugin: Optional[DNSPlugin] = None
@@ -26,13 +28,6 @@ def init(watcher: Any, config: Mapping[str, str]) -> None:
     """Parse and check the section; raises ValueError naming the key on bad input. Sends nothing."""
     global _plugin
     parsed = settings_module.parse(config)
-    unknown = settings_module.unknown_keys(config)
-    if unknown:
-        watcher.logger.warning(
-            "Unknown keys in [plugin_dns], ignored (a typo?): %s. Known keys: %s.",
-            ", ".join(unknown),
-            ", ".join(settings_module.KEYS),
-        )
     settings = getattr(watcher, "config", None)
     namespace = getattr(settings, "namespace", None) or None
     _plugin = DNSPlugin(

@@ -17,7 +17,7 @@ DEFAULT_TTL = 180
 DEFAULT_OWNER_ID = "event-watcher"
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
-# Every key the plugin reads; anything else in the section is probably a typo and gets a warning.
+# Every key the plugin reads; the core names anything else in the section as a likely typo.
 KEYS = (
     "application_router_ip",
     "router_hostname",
@@ -75,10 +75,6 @@ def parse(config: Mapping[str, str]) -> Settings:
         owner_id=_owner_id(config.get("owner_id", "").strip()),
         message_level=_level(config.get("message_log_level", "").strip()),
     )
-
-
-def unknown_keys(config: Mapping[str, str]) -> list[str]:
-    return sorted(key for key in config if key not in KEYS)
 
 
 def _target(router_ip: str, router_hostname: str) -> Target:

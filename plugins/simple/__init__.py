@@ -9,7 +9,8 @@ from collections.abc import Mapping
 from typing import Any, Optional
 
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-# What the core reads (--check-config redaction): none of its keys is secret.
+# What the core reads: its only key (any other is named as a typo), none of them secret.
+KEYS = ("message_log_level",)
 SECRET_KEYS: tuple[str, ...] = ()
 
 
