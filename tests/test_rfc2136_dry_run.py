@@ -8,7 +8,7 @@ import logging
 import dns.rdatatype
 import pytest
 
-from tests.servers.bind import BindServer, bind_server  # noqa: F401
+from tests.servers.bind import BindServer, bind_factory, bind_server  # noqa: F401
 from watcher import rfc2136
 
 
@@ -33,7 +33,7 @@ def test_dry_run_changes_nothing_and_logs_every_record(
     logged = "\n".join(r.getMessage() for r in caplog.records)
     assert f"{host}. 60 IN A 10.0.0.1" in logged
     assert "owner=event-watcher" in logged
-    assert f"{host}. 0 NONE ANY" in logged  # the prerequisite: the name must not exist
+    assert f"prerequisites: {host}. NONE ANY" in logged  # the prerequisite: the name must not exist
 
 
 def test_dry_run_still_raises_when_prerequisites_fail(bind_server: BindServer) -> None:
