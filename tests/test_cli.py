@@ -59,7 +59,7 @@ def test_version_and_help(tmp_path: Path) -> None:
     result = run(["--version"], clean_env(tmp_path))
     assert result.returncode == 0 and result.stdout.strip() == f"event-watcher {watcher.__version__}"
     help_text = run(["--help"], clean_env(tmp_path)).stdout
-    for option in ("--config", "--check-config", "--demo", "--log-level", "--version"):
+    for option in ("--config", "--check-config", "--demo", "--dry-run", "--log-level", "--version"):
         assert option in help_text
     assert "31 resource" in help_text and "34 token" in help_text
 
@@ -420,3 +420,24 @@ def test_print_sample_config_works_from_the_installed_layout(tmp_path: Path) -> 
     assert result.returncode == 0, result.stderr
     assert result.stdout == sample
     assert "--print-sample-config" in run(["--help"], clean_env(tmp_path)).stdout
+
+
+@pytest.mark.parametrize("flag", [True, False])
+def test_dry_run_reaches_plugins_as_watcher_dry_run(
+    local_api: LocalAPI, tmp_path: Path, proc_cleanup: list[subprocess.Popen[str]], flag: bool
+) -> None:
+    out = tmp_path / "probe.txt"
+    ini = tmp_path / "config.ini"
+    ini.write_text(f"[global]\nwatcher_plugin = dryprobe\n\n[plugin_dryprobe]\nfile = {out}\n")
+    local_api.create("routes", route("probe"))
+    env = watcher_env(local_api, tmp_path, K8S_NAMESPACE="default", WATCHER_PLUGIN_PATH=TEST_PLUGINS)
+    args = [sys.executable, str(ROOT / "watch.py"), "--config", str(ini), *(["--dry-run"] if flag else [])]
+    proc = subprocess.Popen(
+        args, env=env, cwd=ROOT, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
+    )
+    proc_cleanup.append(proc)
+    wait_until(lambda: out.exists() and "probe" in out.read_text(), timeout=30, what="the first event")
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=20)
+    assert proc.returncode == 0, stderr
+    assert out.read_text().splitlines()[0] == f"dry_run={flag}"

@@ -49,6 +49,7 @@ class WatcherStandIn:
     logger: logging.Logger = field(default_factory=lambda: logging.getLogger("plugins.dns.test"))
     config: Any = None
     api: Any = None
+    dry_run: bool = False
 
 
 def section(bind: BindServer, **extra: str) -> dict[str, str]:
@@ -940,3 +941,29 @@ def test_e2e_a_failing_update_is_one_warning_event_whose_count_grows(
     assert event[:2] == ("Warning", "DNSUpdateFailed")
     assert "rejected the TSIG signature" in event[2] and "d3Jvbmctc2VjcmV0" not in event[2]
     assert event[2].endswith("Retrying with backoff.")
+
+
+def test_dry_run_writes_nothing_and_says_what_it_would_have_done(
+    bind_server: BindServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """--dry-run: the plugin's updaters send only prerequisites, so the zone stays as it was."""
+    config = section(bind_server)
+    watcher = WatcherStandIn(dry_run=True)
+    dns_plugin.init(watcher, config)
+    with caplog.at_level(logging.INFO):
+        message, _ = send(watcher, "ADDED", route("web", "demo"), config)
+    assert message.startswith("Route demo/web (dry run: nothing written): created web.apps.example.test A")
+    assert zone_state(bind_server, "web.apps.example.test") == {}
+    would = [r.getMessage() for r in caplog.records if r.getMessage().startswith("dry-run: would update")]
+    assert would and "web.apps.example.test." in would[0] and ROUTER_IP in would[0], would
+    assert any("Dry run: updates are only checked" in r.getMessage() for r in caplog.records)
+    # A name someone else holds is still left alone (the plugin's reads are real), and nothing changed.
+    foreign = updater(bind_server)
+    update = foreign.new_update()
+    update.add(foreign.name("mail.apps.example.test"), 300, "A", "198.51.100.7")
+    foreign.send(update)
+    serial = bind_server.serial()
+    message, level = send(watcher, "ADDED", route("mail", "demo"), config)
+    assert level == "WARNING" and "without our ownership TXT" in message, message
+    send(watcher, "DELETED", route("web", "demo"), config)
+    assert bind_server.serial() == serial

@@ -205,3 +205,20 @@ def test_without_rbac_it_says_so_once_and_stops_asking(
     assert caplog.text.count("Cannot post Kubernetes Events") == 1
     assert "record_events = false" in caplog.text
     assert result(registry, "failed") == 3
+
+
+def test_in_dry_run_no_event_is_posted_but_each_is_logged(
+    local_api: LocalAPI, client: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    shop = local_api.create("routes", route("dry", namespace=NS))
+    registry = CollectorRegistry()
+    r = EventRecorder(client, "pod-1", registry, clock=Clock(), dry_run=True)
+    r.start()
+    with caplog.at_level("INFO", logger="watcher.recorder"):
+        r.record(shop, "Warning", "IssuanceFailed", "ACME said no")
+        r.stop()
+    assert events_on(local_api, "dry") == []
+    assert result(registry, "posted") == 0
+    assert any(
+        "IssuanceFailed" in m and "Route shop/dry" in m and "ACME said no" in m for m in caplog.messages
+    )

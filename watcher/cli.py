@@ -7,6 +7,7 @@ its documented exit code (README, "Exit codes"); nothing the user can get wrong 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import signal
@@ -64,7 +65,9 @@ class App:
                 )
             plugins = dispatch.load(s)
             if s.record_events:
-                self.recorder = EventRecorder(self.client, socket.gethostname(), self.metrics.registry)
+                self.recorder = EventRecorder(
+                    self.client, socket.gethostname(), self.metrics.registry, dry_run=s.dry_run
+                )
                 self.recorder.start()
             contexts = dispatch.start(plugins, s, dispatch.PluginAPI(self.client, info), self.recorder)
             self.plugins = plugins
@@ -192,6 +195,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="run against an embedded local API server that keeps changing a few routes",
     )
     parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="watch, queue and let plugins read and decide, but change nothing: log what would be done",
+    )
+    parser.add_argument(
         "--log-level", metavar="LEVEL", help="DEBUG, INFO, WARNING or ERROR (overrides LOG_LEVEL)"
     )
     parser.add_argument("--version", action="version", version=f"event-watcher {watcher.__version__}")
@@ -227,6 +235,8 @@ def _main(args: argparse.Namespace) -> int:
         logsetup.configure(settings.log_level, settings.log_format, secrets=lambda: _secrets(settings))
         for note in settings.notes:
             logger.warning("Ignoring %s.", note)
+        if args.dry_run:
+            settings = dataclasses.replace(settings, dry_run=True)
         if args.check_config:
             _check_config(settings)
             return errors.EXIT_OK

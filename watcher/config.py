@@ -190,6 +190,7 @@ class Settings:
     leader_election_name: str = "event-watcher"
     shutdown_grace: float = 20.0
     record_events: bool = True
+    dry_run: bool = False  # --dry-run only: plugins read and decide but change nothing outside
     # Plugin sections hold passwords: out of repr.
     plugin_configs: Mapping[str, Mapping[str, str]] = field(default_factory=lambda: _NO_SECTIONS, repr=False)
     sources: Mapping[str, str] = field(default_factory=lambda: _EMPTY, repr=False)

@@ -91,6 +91,12 @@ class PluginContext:
         if self.recorder is not None:
             self.recorder.record(obj, type_, reason, message)
 
+    @property
+    def dry_run(self) -> bool:
+        """True under ``--dry-run``: read and decide as usual, but change nothing outside the watcher
+        (no DNS update, no certificate, no POST); log what would have been done, at INFO."""
+        return self.config.dry_run
+
 
 @dataclass(frozen=True)
 class WorkSettings:

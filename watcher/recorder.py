@@ -120,8 +120,10 @@ class EventRecorder:
         *,
         limits: Limits = Limits(),
         clock: Callable[[], float] = time.time,
+        dry_run: bool = False,
     ) -> None:
         self._client = client
+        self._dry_run = dry_run  # --dry-run: say what would be posted, post nothing
         self._instance = one_line(instance, 128) or COMPONENT
         self._limits = limits
         self._clock = clock
@@ -152,6 +154,17 @@ class EventRecorder:
                 reason,
                 type_,
                 ref.get("name", "an object without a name"),
+            )
+            return
+        if self._dry_run:
+            logger.info(
+                "dry-run: would record a %s Event %s on %s %s/%s: %s",
+                type_,
+                reason,
+                ref["kind"],
+                ref.get("namespace", ""),
+                ref["name"],
+                one_line(message, MESSAGE_LIMIT),
             )
             return
         # The time it happened, not when the thread gets to post it.

@@ -602,10 +602,13 @@ def rdata_text(rdata: dns.rdata.Rdata) -> str:
 class Updater:
     """Updates of one zone on one server, each sent as one signed message over TCP."""
 
-    def __init__(self, server: DNSServer, zone: str, retry: RetryPolicy = DEFAULT_RETRY):
+    def __init__(
+        self, server: DNSServer, zone: str, retry: RetryPolicy = DEFAULT_RETRY, *, dry_run: bool = False
+    ):
         self.server = server
         self.zone = normalize_name(zone, "zone")
         self.retry = retry
+        self.dry_run = dry_run
 
     def new_update(self) -> dns.update.UpdateMessage:
         """An empty update for the zone, signed with the key when there is one.
@@ -633,11 +636,25 @@ class Updater:
         """Send over TCP (updates may be large; TCP also fails fast when the server is down).
 
         Transient failures are retried; the last one, and every other failure, raises DNSUpdateError.
+        In dry-run only the prerequisites are sent (an UPDATE with an empty update section checks them
+        and changes nothing, RFC 2136 3.2), so callers still see PrerequisiteFailed exactly as they would;
+        when they hold, the update that would have been sent is logged at INFO.
         """
         what = f"DNS update of zone {self.zone}"
+        message = update
+        if self.dry_run:
+            message = self.new_update()
+            message.prerequisite.extend(update.prerequisite)
         with_retries(
-            lambda: _exchange(update, self.server, zone=self.zone, what=what, tcp=True), what, self.retry
+            lambda: _exchange(message, self.server, zone=self.zone, what=what, tcp=True), what, self.retry
         )
+        if self.dry_run:
+            logger.info(
+                "dry-run: would update zone %s: %s (prerequisites: %s)",
+                self.zone,
+                "; ".join(r.to_text() for r in update.update) or "nothing",
+                "; ".join(r.to_text() for r in update.prerequisite) or "none",
+            )
 
     def set_txt(self, fqdn: str, value: str, ttl: int = 60) -> None:
         """Add one TXT value next to any others at the name (ACME DNS-01 may need several)."""

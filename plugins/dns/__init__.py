@@ -31,7 +31,12 @@ def init(watcher: Any, config: Mapping[str, str]) -> None:
     settings = getattr(watcher, "config", None)
     namespace = getattr(settings, "namespace", None) or None
     _plugin = DNSPlugin(
-        parsed, watcher.logger, getattr(watcher, "api", None), namespace, getattr(watcher, "record", None)
+        parsed,
+        watcher.logger,
+        getattr(watcher, "api", None),
+        namespace,
+        getattr(watcher, "record", None),
+        dry_run=bool(getattr(watcher, "dry_run", False)),
     )
     watcher.logger.info("%s", _plugin.describe())
 

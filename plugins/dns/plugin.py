@@ -54,13 +54,16 @@ class DNSPlugin:
         api: Any = None,
         namespace: str | None = None,
         record: Callable[[Mapping[str, Any], str, str, str], None] | None = None,
+        *,
+        dry_run: bool = False,
     ) -> None:
         self.settings = settings
         self.logger = logger
         self.api = api
         self.record = record  # watcher.record: Events on the routes (None: a watcher without it)
         self.namespace = namespace  # the watch's one namespace: the sweep judges only its routes' names
-        self.zones = Zones(settings.server, settings.zone, settings.resolv_conf)
+        self.zones = Zones(settings.server, settings.zone, settings.resolv_conf, dry_run=dry_run)
+        self._dry = " (dry run: nothing written)" if dry_run else ""  # said on every report
         self._hosts: dict[tuple[str, str], str] = {}  # route -> the host we last acted on
         self._warned: dict[tuple[str, str], str] = {}  # route -> the last warning, said once
         self._outside: set[str] = set()  # hosts already reported as outside every zone
@@ -80,6 +83,7 @@ class DNSPlugin:
         return (
             f"DNS updates go to {s.server} with {key}, {self.zones.describe()}; "
             f"route hosts point to {points} with TTL {s.ttl}; ownership records name owner {s.owner_id!r}."
+            + (" Dry run: updates are only checked and logged, nothing is written." if self._dry else "")
         )
 
     # --- events ------------------------------------------------------------------------------------
@@ -92,7 +96,7 @@ class DNSPlugin:
             return None
         meta = obj.get("metadata") or {}
         route = (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
-        report = Report(f"Route {route[0]}/{route[1]}")
+        report = Report(f"Route {route[0]}/{route[1]}{self._dry}")
         claim = ownership.claim_for(self.settings.owner_id, *route)
         try:
             if event.get("type") == "DELETED":
@@ -196,10 +200,14 @@ class DNSPlugin:
                 if route is not None and self._hosts.get(route) == leftover.host:
                     del self._hosts[route]
                 self.logger.log(
-                    self.settings.message_level, "Swept the record of %s: %s.", leftover.host, leftover.why
+                    self.settings.message_level,
+                    "Swept the record of %s%s: %s.",
+                    leftover.host,
+                    self._dry,
+                    leftover.why,
                 )
         for repair in plan.repairs:
-            report = Report(f"Route {repair.route[0]}/{repair.route[1]} (sweep)")
+            report = Report(f"Route {repair.route[0]}/{repair.route[1]} (sweep){self._dry}")
             claim = ownership.claim_for(self.settings.owner_id, *repair.route)
             outcome = self._ensure(repair.route, repair.host, repair.record, claim, report)
             self._hosts[repair.route] = repair.host

@@ -22,11 +22,14 @@ class Zones:
         zone: str | None,
         resolv_conf: str | None,
         clock: Callable[[], float] = time.monotonic,
+        *,
+        dry_run: bool = False,
     ) -> None:
         self.server = server
         self.zone = zone
         self.resolv_conf = resolv_conf
         self._clock = clock
+        self.dry_run = dry_run  # updaters send only prerequisites and log what they would have sent
         self._found: dict[str, tuple[str | None, float]] = {}
         self._updaters: dict[str, rfc2136.Updater] = {}
 
@@ -51,7 +54,7 @@ class Zones:
 
     def updater(self, zone: str) -> rfc2136.Updater:
         if zone not in self._updaters:
-            self._updaters[zone] = rfc2136.Updater(self.server, zone)
+            self._updaters[zone] = rfc2136.Updater(self.server, zone, dry_run=self.dry_run)
         return self._updaters[zone]
 
     def describe(self) -> str:
